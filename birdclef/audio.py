@@ -1,0 +1,193 @@
+"""Decode, resample and check audio.
+
+Any format libsndfile reads (ogg/vorbis, mp3, flac, wav at 8/16/24/32-bit int
+or float, any rate, any channel count) becomes float32 mono at the configured
+rate (32 kHz by default). Long files are decoded and resampled block by block
+(`stream`), so memory stays bounded. Every failure is one `AudioError` carrying
+the path, a short machine reason and a sentence a person can act on.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from birdclef import fileio
+from birdclef.config import DEFAULT_AUDIO, AudioConfig
+
+AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".flac", ".wav", ".aif", ".aiff")
+
+# reason -> (what happened, what to do about it)
+REASONS = {
+    "missing": ("file does not exist", "check the path, or remove the row that names it from the metadata CSV"),
+    "empty": ("file is empty (0 bytes)", "re-download or re-export the recording"),
+    "truncated": ("file is cut short or its header is malformed", "re-download the file; an interrupted copy leaves such files"),
+    "not_audio": ("file is not an audio format libsndfile can read", "convert it to ogg/flac/wav/mp3, or remove it from the dataset"),
+    "too_short": ("recording is shorter than the minimum duration", "drop it, or lower --min-duration if such short clips are wanted"),
+    "silent": ("recording is all silence (digital zeros or a constant)", "check the recorder/export; the file carries no signal"),
+    "unreadable": ("file could not be decoded", "re-encode the file with a standard tool (ffmpeg, sox)"),
+}
+
+# Container signatures: a file that starts like audio but does not open is damaged.
+_MAGIC = (b"OggS", b"RIFF", b"RF64", b"fLaC", b"ID3", b"FORM", b"caff", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa")
+# A constant signal whose peak-to-peak range is under one 16-bit step is silence.
+_SILENCE_PTP = 2.0 / 32768.0
+# Decoded length may fall short of the header by codec padding; more is truncation.
+_TRUNCATION_TOLERANCE_S = 0.01
+
+
+class AudioError(Exception):
+    """A recording that cannot be used, with the reason and a fix."""
+
+    def __init__(self, path: str, reason: str, detail: str = ""):
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        what, fix = REASONS.get(reason, (reason, ""))
+        msg = f"{self.path}: {reason}: {what}"
+        if detail:
+            msg += f" ({detail})"
+        if fix:
+            msg += f"; fix: {fix}"
+        super().__init__(msg)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason, "detail": self.detail, "message": str(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    samplerate: int
+    channels: int
+    frames: int
+    subtype: str
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / float(self.samplerate) if self.samplerate else 0.0
+
+
+@contextlib.contextmanager
+def _open(path: str):
+    """Open a SoundFile on a local path or a remote object, with reasons for failures."""
+    path = str(path)
+    try:
+        if not fileio.exists(path):
+            raise AudioError(path, "missing")
+        if fileio.size(path) == 0:
+            raise AudioError(path, "empty")
+    except AudioError:
+        raise
+    except Exception as e:  # a remote store that cannot be reached
+        raise AudioError(path, "missing", f"{type(e).__name__}: {e}") from e
+    with contextlib.ExitStack() as stack:
+        src = path
+        if fileio.is_remote(path):
+            src = stack.enter_context(fileio.open_file(path, "rb"))
+        try:
+            snd = stack.enter_context(sf.SoundFile(src))
+        except sf.LibsndfileError as e:
+            raise AudioError(path, _classify_open_error(path), str(e).split(": ", 1)[-1]) from e
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise AudioError(path, _classify_open_error(path), str(e)) from e
+        yield snd
+
+
+def _classify_open_error(path: str) -> str:
+    try:
+        with fileio.open_file(path, "rb") as f:
+            head = f.read(16)
+    except Exception:
+        return "unreadable"
+    return "truncated" if head.startswith(_MAGIC) else "not_audio"
+
+
+def probe(path: str) -> AudioInfo:
+    """Header information without decoding the audio."""
+    with _open(path) as snd:
+        return AudioInfo(str(path), int(snd.samplerate), int(snd.channels), int(snd.frames), snd.subtype, snd.format)
+
+
+def duration(path: str) -> float:
+    """Duration in seconds, from the header."""
+    return probe(path).duration
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    if block.ndim == 2:
+        block = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def stream(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
+           allow_silent: bool = False) -> Iterator[np.ndarray]:
+    """Yield float32 mono blocks at cfg.sample_rate, about cfg.block_s seconds each.
+
+    With check=True (default) a too-short recording raises before decoding and
+    truncation / all-silence raise at the end of the stream.
+    """
+    path = str(path)
+    with _open(path) as snd:
+        sr_in = int(snd.samplerate)
+        expected = int(snd.frames)
+        if expected == 0:
+            raise AudioError(path, "empty", "header announces 0 frames")
+        if check and expected / sr_in < cfg.min_duration_s:
+            raise AudioError(path, "too_short", f"{expected / sr_in:.3f} s < {cfg.min_duration_s} s")
+        block = max(1, int(cfg.block_s * sr_in))
+        resampler = None
+        if sr_in != cfg.sample_rate:
+            resampler = soxr.ResampleStream(sr_in, cfg.sample_rate, 1, dtype="float32")
+        got = 0
+        lo, hi = np.inf, -np.inf
+        while True:
+            try:
+                x = snd.read(block, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise AudioError(path, "truncated", f"decoding stopped after {got / sr_in:.2f} s: {e}") from e
+            n = len(x)
+            got += n
+            last = n < block or got >= expected
+            if n:
+                x = _to_mono(x)
+                lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+            if resampler is not None:
+                x = resampler.resample_chunk(x if n else np.zeros(0, np.float32), last=last)
+            if len(x):
+                yield x
+            if last:
+                break
+    if got == 0:
+        raise AudioError(path, "truncated", "no audio frames could be decoded")
+    if check and (expected - got) / sr_in > _TRUNCATION_TOLERANCE_S:
+        raise AudioError(path, "truncated", f"decoded {got / sr_in:.2f} s of {expected / sr_in:.2f} s announced")
+    if check and not allow_silent and hi - lo <= _SILENCE_PTP:
+        raise AudioError(path, "silent")
+
+
+def load(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
+         allow_silent: bool = False) -> np.ndarray:
+    """Whole recording as float32 mono at cfg.sample_rate."""
+    blocks = list(stream(path, cfg, check=check, allow_silent=allow_silent))
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def write_ogg(path: str, audio: np.ndarray, sample_rate: int, block_frames: int = 1 << 20) -> None:
+    """Write float audio as OGG Vorbis, in blocks (libsndfile can crash on
+    very large single OGG writes), to a local or remote path."""
+    import io
+
+    buf = io.BytesIO()
+    audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    with sf.SoundFile(buf, "w", samplerate=sample_rate, channels=1, format="OGG", subtype="VORBIS") as f:
+        for start in range(0, len(audio), block_frames):
+            f.write(audio[start:start + block_frames])
+    fileio.write_bytes(path, buf.getvalue())

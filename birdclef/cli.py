@@ -1,0 +1,172 @@
+"""Command line: `birdclef <command>`. Thin: parses flags, calls the stage.
+
+Expected bad input prints one clear line per problem and no traceback; the exit
+code is non-zero when nothing could be processed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up chatter before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_OK, EXIT_NOTHING_PROCESSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"birdclef: error: {msg}", file=sys.stderr)
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="file", disable=None, leave=False)
+    return bar, (lambda: bar.update(1))
+
+
+# ---------------------------------------------------------------- synth
+def add_synth_args(p: argparse.ArgumentParser) -> None:
+    from birdclef.data.synth import SynthConfig
+
+    d = SynthConfig()
+    p.add_argument("--species", type=int, default=d.species, help="number of synthetic species (default %(default)s)")
+    p.add_argument("--recordings-per-species", type=int, default=d.recordings_per_species,
+                   help="recordings per species (default %(default)s)")
+    p.add_argument("--soundscapes", type=int, default=d.soundscapes,
+                   help="labelled 30 s soundscapes in train_soundscapes/ (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed; same seed, same data (default %(default)s)")
+
+
+def synth_config(args):
+    from birdclef.data.synth import SynthConfig
+
+    return SynthConfig(species=args.species, recordings_per_species=args.recordings_per_species,
+                       soundscapes=args.soundscapes, seed=args.seed)
+
+
+def run_synth(out: str, cfg) -> dict:
+    from birdclef import fileio, stages
+    from birdclef.data import synth
+
+    params = {"stage": "synth", **dataclasses.asdict(cfg)}
+    if stages.is_done(out, params, "synth"):
+        print(f"synth: {out} already holds this dataset (same parameters), kept as is")
+        return json.loads(fileio.read_text(fileio.join(out, "synth.json")))
+    if fileio.exists(fileio.join(out, "train_metadata.csv")):
+        raise stages.StageConflict(f"{out} already holds a dataset that synth did not finish or did not make; "
+                                   f"fix: choose an empty --out folder")
+    bar, tick = _progress(synth.total_files(cfg), "synth")
+    summary = synth.generate(out, cfg, progress=tick)
+    bar.close()
+    stages.mark_done(out, params, "synth", {k: v for k, v in summary.items() if k != "species"})
+    return summary
+
+
+def cmd_synth(args) -> int:
+    s = run_synth(args.out, synth_config(args))
+    print(f"synth: wrote {s['recordings']} recordings of {len(s['species'])} species, "
+          f"{s['soundscapes']} labelled soundscapes ({s['soundscape_windows']} windows, "
+          f"{s['nocall_windows']} nocall), {s['test_soundscapes']} test soundscapes, "
+          f"{s['nonbird_clips']} non-bird clips into {args.out}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- validate
+def run_validate(data_dir: str, decode: bool, min_duration: float):
+    from birdclef.config import AudioConfig
+    from birdclef.data import metadata
+    from birdclef.validate import validate_dataset
+
+    n = len(metadata.read_train_metadata(data_dir, strict=False, check_files=False).metadata)
+    bar, tick = _progress(n, "validate")
+    rep = validate_dataset(data_dir, AudioConfig(min_duration_s=min_duration), decode=decode, progress=tick)
+    bar.close()
+    return rep
+
+
+def cmd_validate(args) -> int:
+    from birdclef import fileio
+
+    rep = run_validate(args.data_dir, args.decode, args.min_duration)
+    for p in rep.problems:
+        print(p)
+    print(f"validate: {rep.ok} of {rep.checked} audio files usable, {len(rep.problems)} problem(s)")
+    if args.report:
+        fileio.write_text(args.report, json.dumps(rep.__dict__, indent=2))
+        print(f"validate: report written to {args.report}")
+    if rep.ok == 0:
+        return EXIT_NOTHING_PROCESSED
+    return EXIT_BAD_INPUT if (args.strict and rep.problems) else EXIT_OK
+
+
+# ---------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    from birdclef import demo
+
+    return demo.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from birdclef import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="birdclef",
+        description="Learn to recognise birds from their calls (BirdCLEF-2021 layout data).")
+    parser.add_argument("--version", action="version", version=f"birdclef {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+
+    p = sub.add_parser("demo", help="generate a synthetic dataset and run every stage on it end to end",
+                       description="Generate a synthetic BirdCLEF-layout dataset in WORK_DIR/data and run "
+                                   "every available stage on it, then list what was made.")
+    p.add_argument("--work-dir", default="birdclef-demo", help="where everything goes (default %(default)s)")
+    add_synth_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
+                       description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")
+    p.add_argument("--out", required=True, help="output folder (local path or gs://, s3://)")
+    add_synth_args(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("validate", help="check a dataset's CSVs and audio files, one line per problem",
+                       description="Check train_metadata.csv, train_soundscape_labels.csv and every audio file "
+                                   "they name. Exit 1 when no file is usable; with --strict, 2 on any problem.")
+    p.add_argument("--data-dir", required=True, help="BirdCLEF-layout root (local path or gs://, s3://)")
+    p.add_argument("--decode", action="store_true", help="fully decode every file (slower; finds truncation and silence)")
+    p.add_argument("--min-duration", type=float, default=0.25, help="shortest usable recording, s (default %(default)s)")
+    p.add_argument("--report", help="also write the problems as JSON to this path")
+    p.add_argument("--strict", action="store_true", help="exit 2 when any problem is found")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from birdclef.audio import AudioError
+    from birdclef.data.metadata import MetadataError
+    from birdclef.stages import StageConflict
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.func(args)
+    except MetadataError as e:
+        for p in e.problems:
+            _err(f"{e.path}: {p}")
+        return EXIT_BAD_INPUT
+    except (AudioError, StageConflict) as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted; run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset readers, validation, splits and synthetic data."""

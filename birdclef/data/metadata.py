@@ -1,0 +1,216 @@
+"""Read and validate BirdCLEF-2021 CSVs.
+
+`train_metadata.csv` (Kaggle columns, one row per recording under
+`train_short_audio/<primary_label>/<filename>`) and
+`train_soundscape_labels.csv` (`row_id,site,audio_id,seconds,birds`, one row per
+5 s window, `seconds` = window end, `birds` space separated or `nocall`).
+
+Validation collects every problem of a file before it reports, so a user fixes
+them all in one pass. Paths may be local or remote (fsspec).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import io
+import re
+
+import pandas as pd
+
+from birdclef import fileio
+from birdclef.config import NOCALL
+
+# Columns as Kaggle ships train_metadata.csv for BirdCLEF-2021.
+TRAIN_METADATA_COLUMNS = [
+    "primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name",
+    "common_name", "author", "date", "filename", "license", "rating", "time", "url",
+]
+TRAIN_METADATA_REQUIRED = ["primary_label", "secondary_labels", "filename"]
+SOUNDSCAPE_LABEL_COLUMNS = ["row_id", "site", "audio_id", "seconds", "birds"]
+LABEL_RE = re.compile(r"^[a-z0-9_]+$")
+
+
+class MetadataError(Exception):
+    """All problems found in one CSV; `problems` is a list of one-line strings."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path = str(path)
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{self.path}: {len(self.problems)} problem(s):\n{lines}")
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A validated BirdCLEF-layout dataset root."""
+
+    root: str
+    metadata: pd.DataFrame  # usable rows of train_metadata.csv plus `path` and `secondary` (list)
+    warnings: list[str]
+    problems: list[str] = dataclasses.field(default_factory=list)  # rows left out, one line each
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(self.metadata["primary_label"].unique())
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    if not fileio.exists(path):
+        raise MetadataError(path, [f"file not found: {path}; fix: point --data-dir at a BirdCLEF-layout folder"])
+    text = fileio.read_text(path)
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise MetadataError(path, [f"not a readable CSV: {e}"]) from e
+
+
+def _missing_columns(df: pd.DataFrame, required: list[str]) -> list[str]:
+    missing = [c for c in required if c not in df.columns]
+    if not missing:
+        return []
+    return [f"missing column(s) {', '.join(missing)} (found: {', '.join(df.columns) or 'none'}); "
+            f"fix: use the column names Kaggle ships ({', '.join(required)})"]
+
+
+def parse_label_list(text: str) -> list[str]:
+    """Kaggle writes secondary labels as a Python list literal: "['a', 'b']"."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    value = ast.literal_eval(text)
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"not a list: {text!r}")
+    return [str(v) for v in value]
+
+
+def audio_path(root: str, primary_label: str, filename: str) -> str:
+    return fileio.join(root, "train_short_audio", primary_label, filename)
+
+
+def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
+                        check_files: bool = True, strict: bool = True) -> Dataset:
+    """Read and validate train_metadata.csv.
+
+    A problem with the file as a whole (unreadable, missing columns, no rows)
+    always raises MetadataError. Row problems (empty or malformed labels, a
+    missing audio file, duplicates, bad secondary labels or rating) are all
+    collected: strict=True raises them together; strict=False leaves those rows
+    out and lists them in `Dataset.problems`, so a run goes on with the rest.
+    """
+    csv_path = metadata_file if ("/" in metadata_file or "://" in metadata_file) else fileio.join(root, metadata_file)
+    df = _read_csv(csv_path)
+    problems = _missing_columns(df, TRAIN_METADATA_REQUIRED)
+    if problems:
+        raise MetadataError(csv_path, problems)
+    warnings: list[str] = []
+    if df.empty:
+        raise MetadataError(csv_path, ["no rows: the CSV has a header but lists no recordings"])
+    existing = None
+    if check_files:
+        existing = set(fileio.list_files(fileio.join(root, "train_short_audio"), ("",)))
+        existing = {fileio.basename(fileio.dirname(p)) + "/" + fileio.basename(p) for p in existing}
+    secondary: list[list[str]] = []
+    primaries = set(df["primary_label"])
+    seen: dict[str, int] = {}
+    bad_rows: list[int] = []
+    for i, row in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
+        before = len(problems)
+        label, fname = str(row.primary_label).strip(), str(row.filename).strip()
+        where = f"line {i}"
+        if not label:
+            problems.append(f"{where}: empty primary_label")
+        elif not LABEL_RE.match(label):
+            problems.append(f"{where}: primary_label {label!r} is not a lowercase code like 'gretit1'")
+        if not fname:
+            problems.append(f"{where}: empty filename")
+        key = f"{label}/{fname}"
+        if fname and key in seen:
+            problems.append(f"{where}: {key} is listed twice (first on line {seen[key]})")
+        seen.setdefault(key, i)
+        try:
+            sec = parse_label_list(row.secondary_labels)
+        except (ValueError, SyntaxError):
+            problems.append(f"{where}: secondary_labels {row.secondary_labels!r} is not a list like ['a', 'b']")
+            sec = []
+        unknown = [s for s in sec if s not in primaries]
+        if unknown:
+            warnings.append(f"{where}: secondary label(s) {', '.join(unknown)} have no recordings of their own")
+        secondary.append(sec)
+        if existing is not None and label and fname and key not in existing:
+            problems.append(f"{where}: audio file missing: {audio_path(root, label, fname)}")
+        if "rating" in df.columns and str(row.rating).strip():
+            try:
+                float(row.rating)
+            except ValueError:
+                problems.append(f"{where}: rating {row.rating!r} is not a number")
+        if len(problems) > before:
+            bad_rows.append(i - 2)
+    if problems and strict:
+        raise MetadataError(csv_path, problems)
+    df = df.copy()
+    df["secondary"] = secondary
+    df["path"] = [audio_path(root, l, f) for l, f in zip(df["primary_label"], df["filename"])]
+    df = df.drop(index=df.index[bad_rows]).reset_index(drop=True)
+    return Dataset(root=str(root), metadata=df, warnings=warnings,
+                   problems=[f"{csv_path}: {p}" for p in problems])
+
+
+def soundscape_files(root: str, folder: str = "train_soundscapes") -> dict[str, str]:
+    """Map '<audio_id>_<site>' to the soundscape file path."""
+    out = {}
+    for p in fileio.list_files(fileio.join(root, folder), (".ogg", ".flac", ".wav", ".mp3")):
+        parts = fileio.basename(p).rsplit(".", 1)[0].split("_")
+        if len(parts) >= 2:
+            out[f"{parts[0]}_{parts[1]}"] = p
+    return out
+
+
+def read_soundscape_labels(root: str, labels_file: str = "train_soundscape_labels.csv",
+                           known_labels: set[str] | None = None, check_files: bool = True) -> pd.DataFrame:
+    """Read and validate train_soundscape_labels.csv.
+
+    Returns the rows plus `path` (the soundscape file), `start` and `end` (s) and
+    `birds_list`. With known_labels, a bird code outside it is a problem.
+    """
+    csv_path = labels_file if ("/" in labels_file or "://" in labels_file) else fileio.join(root, labels_file)
+    df = _read_csv(csv_path)
+    problems = _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS)
+    if problems:
+        raise MetadataError(csv_path, problems)
+    files = soundscape_files(root) if check_files else {}
+    paths, starts, ends, birds = [], [], [], []
+    for i, row in enumerate(df.itertuples(index=False), start=2):
+        where = f"line {i}"
+        try:
+            end = float(row.seconds)
+            if end <= 0 or end % 5:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{where}: seconds {row.seconds!r} is not a positive multiple of 5 (window end)")
+            end = float("nan")
+        expected_id = f"{row.audio_id}_{row.site}_{row.seconds}"
+        if row.row_id != expected_id:
+            problems.append(f"{where}: row_id {row.row_id!r} should be {expected_id!r} (audio_id_site_seconds)")
+        tokens = str(row.birds).split()
+        if not tokens:
+            problems.append(f"{where}: empty birds; fix: write '{NOCALL}' for a window with no bird")
+        for t in tokens:
+            if not LABEL_RE.match(t):
+                problems.append(f"{where}: bird code {t!r} is not a lowercase code")
+            elif known_labels is not None and t != NOCALL and t not in known_labels:
+                problems.append(f"{where}: unknown bird code {t!r} (not among the {len(known_labels)} known labels)")
+        if NOCALL in tokens and len(tokens) > 1:
+            problems.append(f"{where}: '{NOCALL}' together with birds ({row.birds!r})")
+        key = f"{row.audio_id}_{row.site}"
+        path = files.get(key, "")
+        if check_files and not path:
+            problems.append(f"{where}: no soundscape file {key}_*.ogg in {fileio.join(root, 'train_soundscapes')}")
+        paths.append(path)
+        starts.append(end - 5.0)
+        ends.append(end)
+        birds.append(tokens)
+    if problems:
+        raise MetadataError(csv_path, problems)
+    df = df.copy()
+    df["path"], df["start"], df["end"], df["birds_list"] = paths, starts, ends, birds
+    return df

@@ -1,0 +1,121 @@
+"""Paths that may be local or remote (gs://, s3://, memory://...).
+
+Everything that touches data goes through fsspec here, never bare `open`, so a
+work directory or a dataset can live on cloud storage. Remote protocols need
+their fsspec backend installed (`pip install 'birdclef[gcs]'` for gs://).
+"""
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+from typing import Iterable
+
+import fsspec
+
+
+def is_remote(path: str) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def join(base: str, *parts: str) -> str:
+    base = str(base)
+    if is_remote(base):
+        return posixpath.join(base, *[str(p) for p in parts])
+    return os.path.join(base, *[str(p) for p in parts])
+
+
+def _fs(path: str):
+    fs, p = fsspec.core.url_to_fs(str(path))
+    return fs, p
+
+
+def exists(path: str) -> bool:
+    fs, p = _fs(path)
+    return fs.exists(p)
+
+
+def isdir(path: str) -> bool:
+    fs, p = _fs(path)
+    return fs.isdir(p)
+
+
+def size(path: str) -> int:
+    fs, p = _fs(path)
+    return int(fs.size(p))
+
+
+def makedirs(path: str) -> None:
+    fs, p = _fs(path)
+    fs.makedirs(p, exist_ok=True)
+
+
+def open_file(path: str, mode: str = "rb", **kw):
+    """Open a local or remote file (a context manager)."""
+    return fsspec.open(str(path), mode, **kw)
+
+
+def read_text(path: str) -> str:
+    with open_file(path, "r", encoding="utf-8") as f:
+        return f.read()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    parent = dirname(path)
+    if parent:
+        makedirs(parent)
+    with open_file(path, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write so that a reader never sees half a file (rename on local disk;
+    object stores publish a whole object on close anyway)."""
+    if is_remote(path):
+        write_text(path, text)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def dirname(path: str) -> str:
+    return posixpath.dirname(path) if is_remote(path) else os.path.dirname(path)
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(str(path).rstrip("/"))
+
+
+def glob(pattern: str) -> list[str]:
+    """Sorted matches, with the protocol kept for remote paths."""
+    fs, p = _fs(pattern)
+    found = sorted(fs.glob(p))
+    if is_remote(pattern):
+        proto = str(pattern).split("://", 1)[0]
+        return [f"{proto}://{f}" if "://" not in f else f for f in found]
+    return found
+
+
+def list_files(root: str, suffixes: Iterable[str]) -> list[str]:
+    """All files under root (recursively) whose name ends with one of suffixes."""
+    suffixes = tuple(s.lower() for s in suffixes)
+    fs, p = _fs(root)
+    if not fs.isdir(p):
+        return []
+    out = [f for f in fs.find(p) if f.lower().endswith(suffixes)]
+    if is_remote(root):
+        proto = str(root).split("://", 1)[0]
+        out = [f"{proto}://{f}" for f in out]
+    return sorted(out)
+
+
+def bytes_buffer(path: str) -> io.BytesIO:
+    with open_file(path, "rb") as f:
+        return io.BytesIO(f.read())

@@ -1,0 +1,50 @@
+"""Stage bookkeeping in a work directory: skip what is finished, refuse to mix.
+
+Each finished stage leaves `<dir>/_SUCCESS.json` holding the parameters it was
+made with. Rerunning with the same parameters skips the stage; other parameters
+are refused with a message naming both, so finished output is never overwritten
+or mixed silently.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from birdclef import fileio
+
+
+class StageConflict(Exception):
+    pass
+
+
+def _canonical(params: dict) -> dict:
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+def marker(out_dir: str) -> str:
+    return fileio.join(out_dir, "_SUCCESS.json")
+
+
+def is_done(out_dir: str, params: dict, stage: str) -> bool:
+    """True when out_dir holds this stage finished with these parameters.
+
+    Raises StageConflict when it was finished with other parameters. A folder
+    without a marker is an interrupted run: the stage runs again into it.
+    """
+    m = marker(out_dir)
+    if fileio.exists(m):
+        done = json.loads(fileio.read_text(m))
+        if done.get("params") == _canonical(params):
+            return True
+        diff = sorted(k for k in set(done.get("params", {})) | set(params)
+                      if done.get("params", {}).get(k) != _canonical(params).get(k))
+        raise StageConflict(
+            f"{out_dir} already holds a finished '{stage}' made with other parameters "
+            f"(differing: {', '.join(diff)}). Fix: use another --work-dir, or delete {out_dir} to remake it.")
+    return False
+
+
+def mark_done(out_dir: str, params: dict, stage: str, summary: dict | None = None) -> None:
+    fileio.write_text_atomic(marker(out_dir), json.dumps(
+        {"stage": stage, "params": _canonical(params), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+         "summary": summary or {}}, indent=2, sort_keys=True))

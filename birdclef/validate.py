@@ -1,0 +1,60 @@
+"""Check a BirdCLEF-layout dataset: CSVs, then every audio file."""
+from __future__ import annotations
+
+import dataclasses
+
+from birdclef import audio, fileio
+from birdclef.config import DEFAULT_AUDIO, AudioConfig
+from birdclef.data import metadata
+
+
+@dataclasses.dataclass
+class Report:
+    checked: int = 0
+    ok: int = 0
+    problems: list[str] = dataclasses.field(default_factory=list)
+    quarantined: list[dict] = dataclasses.field(default_factory=list)  # AudioError.to_dict()
+
+
+def check_audio(paths: list[str], cfg: AudioConfig = DEFAULT_AUDIO, decode: bool = False,
+                report: Report | None = None, progress=None) -> Report:
+    """Header-check (or fully decode, with decode=True) each file; one problem per bad file."""
+    report = report or Report()
+    for p in paths:
+        report.checked += 1
+        try:
+            if decode:
+                audio.load(p, cfg)
+            else:
+                info = audio.probe(p)
+                if info.frames == 0:
+                    raise audio.AudioError(p, "empty", "header announces 0 frames")
+                if info.duration < cfg.min_duration_s:
+                    raise audio.AudioError(p, "too_short", f"{info.duration:.3f} s < {cfg.min_duration_s} s")
+            report.ok += 1
+        except audio.AudioError as e:
+            report.problems.append(str(e))
+            report.quarantined.append(e.to_dict())
+        if progress:
+            progress()
+    return report
+
+
+def validate_dataset(root: str, cfg: AudioConfig = DEFAULT_AUDIO, decode: bool = False,
+                     progress=None) -> Report:
+    """Validate train_metadata.csv, train_soundscape_labels.csv (if present), and audio.
+
+    A missing or malformed train_metadata.csv raises MetadataError; row and file
+    problems are collected in the report.
+    """
+    ds = metadata.read_train_metadata(root, strict=False)
+    report = Report(problems=list(ds.problems) + [f"warning: {w}" for w in ds.warnings])
+    labels_csv = fileio.join(root, "train_soundscape_labels.csv")
+    paths = list(ds.metadata["path"])
+    if fileio.exists(labels_csv):
+        try:
+            sc = metadata.read_soundscape_labels(root)
+            paths += sorted(set(sc["path"]))
+        except metadata.MetadataError as e:
+            report.problems += [f"{e.path}: {p}" for p in e.problems]
+    return check_audio(paths, cfg, decode=decode, report=report, progress=progress)

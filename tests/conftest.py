@@ -1,0 +1,26 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BIRDCLEF_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "MANIFEST.tsv").exists():
+        pytest.fail(f"test data not found at {SHARED_DATA}: clone next to ../shared or set BIRDCLEF_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory):
+    """A small synthetic dataset shared by tests that only read it."""
+    from birdclef.data import synth
+
+    out = tmp_path_factory.mktemp("synth") / "data"
+    synth.generate(str(out), synth.SynthConfig(species=3, recordings_per_species=3, soundscapes=1,
+                                               test_soundscapes=1, nonbird_per_category=1,
+                                               max_duration_s=4.0, soundscape_duration_s=15.0))
+    return out

@@ -1,0 +1,78 @@
+import json
+import shutil
+import subprocess
+import sys
+
+from birdclef import cli
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "birdclef.cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_only_working_commands():
+    out = run_cli("--help").stdout
+    for cmd in ("demo", "synth", "validate"):
+        assert cmd in out
+
+
+def test_validate_bad_input_one_line_per_problem_no_traceback(tmp_path, shared_data):
+    root = tmp_path / "ds"
+    (root / "train_short_audio" / "barowl").mkdir(parents=True)
+    good = shared_data / "birdclef-mini" / "train_short_audio" / "barowl" / "MBarnowl_1.ogg"
+    shutil.copy(good, root / "train_short_audio" / "barowl" / "good.ogg")
+    for name in ("truncated.ogg", "empty.ogg", "not_audio.ogg"):
+        shutil.copy(shared_data / "corrupt" / name, root / "train_short_audio" / "barowl" / name)
+    rows = ["primary_label,secondary_labels,filename",
+            "barowl,[],good.ogg", "barowl,[],truncated.ogg", "barowl,[],empty.ogg",
+            "barowl,[],not_audio.ogg", "barowl,[],missing.ogg"]
+    (root / "train_metadata.csv").write_text("\n".join(rows) + "\n")
+    report = tmp_path / "report.json"
+    r = run_cli("validate", "--data-dir", str(root), "--report", str(report))
+    assert "Traceback" not in r.stdout + r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert sum("truncated.ogg: truncated" in l for l in lines) == 1
+    assert sum("empty.ogg: empty" in l for l in lines) == 1
+    assert sum("not_audio.ogg: not_audio" in l for l in lines) == 1
+    assert sum("missing.ogg" in l for l in lines) == 1
+    assert "validate: 1 of 4 audio files usable, 4 problem(s)" in lines[-2]
+    assert r.returncode == 0
+    assert len(json.loads(report.read_text())["quarantined"]) == 3
+    assert run_cli("validate", "--data-dir", str(root), "--strict").returncode == 2
+
+    # nothing usable: non-zero exit
+    (root / "train_metadata.csv").write_text("\n".join(rows[:1] + rows[2:]) + "\n")
+    r = run_cli("validate", "--data-dir", str(root))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_missing_dataset_and_bad_columns_are_one_line_errors(tmp_path):
+    r = run_cli("validate", "--data-dir", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "train_metadata.csv" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "train_metadata.csv").write_text("a,b\n1,2\n")
+    r = run_cli("validate", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "missing column(s) primary_label, secondary_labels, filename" in r.stderr
+
+
+def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
+    work = tmp_path / "demo"
+    args = ["demo", "--work-dir", str(work), "--species", "3", "--recordings-per-species", "3", "--soundscapes", "1"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "birdclef demo finished" in out and str(work / "data" / "train_metadata.csv") in out
+    # same parameters: kept, not remade
+    mtime = (work / "data" / "train_metadata.csv").stat().st_mtime_ns
+    assert cli.main(args) == 0
+    assert (work / "data" / "train_metadata.csv").stat().st_mtime_ns == mtime
+    assert "already holds this dataset" in capsys.readouterr().out
+    # other parameters: refused, nothing overwritten
+    assert cli.main(args[:-2] + ["--soundscapes", "2"]) == 2
+    assert "other parameters" in capsys.readouterr().err
+    assert (work / "data" / "train_metadata.csv").stat().st_mtime_ns == mtime
+
+
+def test_synth_refuses_foreign_dataset(tmp_path, capsys):
+    (tmp_path / "train_metadata.csv").write_text("primary_label,secondary_labels,filename\n")
+    assert cli.main(["synth", "--out", str(tmp_path)]) == 2
+    assert "choose an empty --out folder" in capsys.readouterr().err
