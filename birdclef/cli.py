@@ -12,7 +12,8 @@ import os
 import sys
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 EXIT_OK, EXIT_NOTHING_PROCESSED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -103,6 +104,41 @@ def cmd_validate(args) -> int:
     return EXIT_BAD_INPUT if (args.strict and rep.problems) else EXIT_OK
 
 
+# ---------------------------------------------------------------- preprocess
+def cmd_preprocess(args) -> int:
+    from birdclef import preprocess
+
+    cfg = preprocess.PreprocessConfig(
+        data_dir=args.data_dir, metadata_file=args.metadata_file, test_percent=args.test_percent,
+        val_percent=args.val_percent, seed=args.seed, nonbird_dirs=tuple(args.nonbird_dir or ()),
+        min_duration_s=args.min_duration)
+    m = preprocess.run(args.work_dir, cfg)
+    print(f"preprocess: {m['usable']['recordings']} recordings usable "
+          f"({m['splits']['train']} train, {m['splits']['val']} val, {m['splits']['test']} test; "
+          f"{m['labels']} labels + {m['nocall_recordings']} nocall), {m['usable']['soundscapes']} labelled "
+          f"soundscapes, {m['quarantined']} quarantined; outputs in {preprocess.out_dir(args.work_dir)}")
+    return EXIT_OK if m["usable"]["recordings"] else EXIT_NOTHING_PROCESSED
+
+
+# ---------------------------------------------------------------- transform
+def cmd_transform(args) -> int:
+    from birdclef import transform
+    from birdclef.pipeline.runner import check_remote_options, pipeline_options
+
+    problems = check_remote_options(pipeline_options(args.beam_args))
+    for p in problems:
+        _err(p)
+    if problems:
+        return EXIT_BAD_INPUT
+    m = transform.run(args.work_dir, args.beam_args)
+    for q in m["quarantined_files"]:
+        print(f"quarantined: {q['message']}")
+    print(f"transform: {m['inputs']} inputs = {m['processed']} processed + {m['quarantined']} quarantined; "
+          f"chunks per split {m['chunks_per_split']}, {m['triples']} triples, "
+          f"{m['soundscape_windows']} soundscape windows; outputs in {args.work_dir}/transform")
+    return EXIT_OK if m["processed"] else EXIT_NOTHING_PROCESSED
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -126,6 +162,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_args(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("preprocess", help="split recordings by species and pick positives/negatives",
+                       description="Species-stratified split grouped by recording, and positive/negative "
+                                   "recordings for every anchor (train_metadata_pos_neg.csv). Header reads only.")
+    p.add_argument("--work-dir", required=True, help="work directory (local or gs://, s3://)")
+    p.add_argument("--data-dir", required=True, help="BirdCLEF-layout dataset root")
+    p.add_argument("--metadata-file", default="train_metadata.csv",
+                   help="metadata CSV, relative to --data-dir or a full path (default %(default)s)")
+    p.add_argument("--test-percent", type=float, default=0.1, help="fraction per species for test (default %(default)s)")
+    p.add_argument("--val-percent", type=float, default=0.1, help="fraction per species for validation (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--nonbird-dir", action="append", help="folder of non-bird audio (label nocall); repeatable")
+    p.add_argument("--min-duration", type=float, default=0.25, help="shortest usable recording, s (default %(default)s)")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("transform", help="Beam + TF Transform: chunks, log-mels, normalisation, TFRecords",
+                       description="Stage 1 decodes every recording once into 2 s log-mel chunks (Beam); pairing "
+                                   "builds anchor/positive/negative chunk triples; stage 2 fits the normalisation on "
+                                   "the train split with TF Transform and writes TFRecords per split. Any other flag "
+                                   "is a Beam pipeline option (--runner DataflowRunner --project P --region R "
+                                   "--temp_location gs://... --setup_file ./setup.py, --direct_num_workers N, ...).")
+    p.add_argument("--work-dir", required=True, help="work directory holding preprocess/ (local or gs://)")
+    p.set_defaults(func=cmd_transform, beam_args=[])
+
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")
     p.add_argument("--out", required=True, help="output folder (local path or gs://, s3://)")
@@ -148,9 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     from birdclef.audio import AudioError
     from birdclef.data.metadata import MetadataError
     from birdclef.stages import StageConflict
+    from birdclef.transform import TransformError
 
+    import logging
+
+    for name in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "func", None) is not cmd_transform:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.beam_args = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -160,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in e.problems:
             _err(f"{e.path}: {p}")
         return EXIT_BAD_INPUT
-    except (AudioError, StageConflict) as e:
+    except (AudioError, StageConflict, TransformError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -8,12 +8,25 @@ from birdclef import fileio
 
 
 def _list_outputs(work_dir: str) -> list[str]:
-    lines = []
+    """CSV/JSON outputs one per line; TFRecord, JSONL and audio folders summarised."""
+    import collections
+
+    lines, bulk = [], collections.defaultdict(lambda: [0, 0])
     for p in fileio.list_files(work_dir, ("",)):
-        if "/train_short_audio/" in p or "/nonbird/" in p and p.endswith(".ogg"):
+        sub = next((d for d in ("transform_fn", "transformed_metadata", "metadata") if f"/tft/{d}/" in p), None)
+        if sub:
+            bulk[p.split(f"/tft/{sub}/")[0] + f"/tft/{sub}/"][0] += 1
             continue
-        lines.append(p)
-    return lines
+        ext = p.rsplit(".", 1)[-1]
+        if ext in ("tfrecord", "jsonl", "ogg"):
+            key = f"{fileio.dirname(p)}/*.{ext}" if ext != "ogg" else f"{work_dir}/data/**/*.ogg"
+            bulk[key][0] += 1
+            bulk[key][1] += fileio.size(p)
+        else:
+            lines.append(f"  {p}")
+    for key, (n, size) in sorted(bulk.items()):
+        lines.append(f"  {key}: {n} files" + (f", {size / 1e6:.1f} MB" if size else ""))
+    return sorted(lines)
 
 
 def run(args) -> int:
@@ -34,13 +47,20 @@ def run(args) -> int:
     fileio.write_text(report_path, json.dumps(rep.__dict__, indent=2))
     steps.append(f"validate  {report_path}: {rep.ok} of {rep.checked} files usable, {len(rep.problems)} problem(s)")
 
+    from birdclef import preprocess, transform
+
+    pre = preprocess.run(work, preprocess.PreprocessConfig(
+        data_dir=data, nonbird_dirs=(fileio.join(data, "nonbird"),), seed=args.seed))
+    steps.append(f"preprocess {preprocess.out_dir(work)}: {pre['usable']['recordings']} recordings "
+                 f"split {pre['splits']}, train_metadata_pos_neg.csv")
+    tm = transform.run(work, getattr(args, "beam_args", None))
+    steps.append(f"transform {work}/transform: {tm['processed']} decoded, {tm['quarantined']} quarantined, "
+                 f"chunks {tm['chunks_per_split']}, {tm['triples']} triples, "
+                 f"{tm['soundscape_windows']} soundscape windows")
+
     print(f"\nbirdclef demo finished in {time.time() - t0:.0f} s. What it made:")
     for line in steps:
         print(f"  {line}")
-    print(f"\nFiles in {work} (audio folders summarised):")
-    n_audio = len(fileio.list_files(data, (".ogg",)))
-    print(f"  {n_audio} .ogg files under {data}/{{train_short_audio,train_soundscapes,test_soundscapes,nonbird}}")
-    for p in _list_outputs(work):
-        if not p.endswith(".ogg"):
-            print(f"  {p}")
+    print(f"\nFiles in {work}:")
+    print("\n".join(_list_outputs(work)))
     return 0 if rep.ok else 1

@@ -119,3 +119,10 @@ def list_files(root: str, suffixes: Iterable[str]) -> list[str]:
 def bytes_buffer(path: str) -> io.BytesIO:
     with open_file(path, "rb") as f:
         return io.BytesIO(f.read())
+
+
+def relpath(path: str, root: str) -> str:
+    """`path` relative to `root`, with '/' separators (local or remote)."""
+    if is_remote(path):
+        return str(path)[len(str(root).rstrip("/")) + 1:]
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(os.sep, "/")

@@ -48,6 +48,7 @@ class Dataset:
     metadata: pd.DataFrame  # usable rows of train_metadata.csv plus `path` and `secondary` (list)
     warnings: list[str]
     problems: list[str] = dataclasses.field(default_factory=list)  # rows left out, one line each
+    rejected: list[dict] = dataclasses.field(default_factory=list)  # {path, reason, message} per row left out
 
     @property
     def labels(self) -> list[str]:
@@ -113,6 +114,7 @@ def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
     primaries = set(df["primary_label"])
     seen: dict[str, int] = {}
     bad_rows: list[int] = []
+    rejected: list[dict] = []
     for i, row in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
         before = len(problems)
         label, fname = str(row.primary_label).strip(), str(row.filename).strip()
@@ -145,6 +147,10 @@ def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
                 problems.append(f"{where}: rating {row.rating!r} is not a number")
         if len(problems) > before:
             bad_rows.append(i - 2)
+            missing = existing is not None and key not in existing
+            rejected.append({"path": audio_path(root, label, fname) if label and fname else f"{csv_path}:{i}",
+                             "reason": "missing" if missing and len(problems) - before == 1 else "metadata",
+                             "message": "; ".join(f"{csv_path}: {p}" for p in problems[before:])})
     if problems and strict:
         raise MetadataError(csv_path, problems)
     df = df.copy()
@@ -152,7 +158,7 @@ def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
     df["path"] = [audio_path(root, l, f) for l, f in zip(df["primary_label"], df["filename"])]
     df = df.drop(index=df.index[bad_rows]).reset_index(drop=True)
     return Dataset(root=str(root), metadata=df, warnings=warnings,
-                   problems=[f"{csv_path}: {p}" for p in problems])
+                   problems=[f"{csv_path}: {p}" for p in problems], rejected=rejected)
 
 
 def soundscape_files(root: str, folder: str = "train_soundscapes") -> dict[str, str]:

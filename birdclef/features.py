@@ -1,0 +1,120 @@
+"""THE feature function: 2 s chunks of 32 kHz audio -> log-mel spectrograms.
+
+Transform (stage 1), training-time checks and predict all call `chunk_starts`
+and `logmel` from here, so training and inference see identical inputs. The
+mel is computed with `tf.signal` ops, so the same function also runs inside an
+exported SavedModel.
+
+Chunking rule (`chunk_starts`): chunks of `chunk_s` seconds start every `hop_s`
+seconds while they fit; if audio remains after the last such chunk, one more
+chunk ending exactly at the end of the recording is added (it overlaps its
+neighbour by more than the usual 1 s), so no audio is dropped and nothing is
+padded. A recording shorter than one chunk gives one chunk, zero-padded at the
+end.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from birdclef.config import DEFAULT_FEATURES, FeatureConfig
+
+
+def chunk_samples(cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
+    return int(round(cfg.chunk_s * cfg.sample_rate))
+
+
+def frames_per_chunk(cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
+    return -(-chunk_samples(cfg) // cfg.hop_length)  # stft with pad_end=True
+
+
+def mel_shape(cfg: FeatureConfig = DEFAULT_FEATURES) -> tuple[int, int]:
+    return frames_per_chunk(cfg), cfg.n_mels
+
+
+def chunk_starts(n_samples: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> list[int]:
+    """Start sample of every chunk of a recording of n_samples (see module doc)."""
+    size = chunk_samples(cfg)
+    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    if n_samples <= size:
+        return [0]
+    starts = list(range(0, n_samples - size + 1, hop))
+    if starts[-1] + size < n_samples:
+        starts.append(n_samples - size)
+    return starts
+
+
+def cut_chunks(wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES, offset: int = 0) -> np.ndarray:
+    """[n_chunks, chunk_samples] float32 array of the chunks of `wave`."""
+    size = chunk_samples(cfg)
+    wave = np.asarray(wave, dtype=np.float32)
+    if len(wave) < size:
+        wave = np.pad(wave, (0, size - len(wave)))
+    starts = chunk_starts(len(wave), cfg)
+    return np.stack([wave[s:s + size] for s in starts]) if starts else np.zeros((0, size), np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_matrix(cfg: FeatureConfig):
+    import tensorflow as tf
+
+    return tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=cfg.n_mels, num_spectrogram_bins=cfg.n_fft // 2 + 1, sample_rate=cfg.sample_rate,
+        lower_edge_hertz=cfg.fmin, upper_edge_hertz=cfg.fmax)
+
+
+def logmel_tf(chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
+    """TF ops: [batch, chunk_samples] float32 -> [batch, frames, n_mels] log-mel.
+
+    Log of mel power with a floor of 1e-6 (about -60 dB re full scale)."""
+    import tensorflow as tf
+
+    stft = tf.signal.stft(chunks, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
+                          fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=True)
+    power = tf.math.square(tf.math.abs(stft))
+    mel = tf.tensordot(power, _mel_matrix(cfg), 1)
+    return tf.math.log(mel + 1e-6)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(cfg: FeatureConfig):
+    import tensorflow as tf
+
+    return tf.function(lambda x: logmel_tf(x, cfg),
+                       input_signature=[tf.TensorSpec([None, chunk_samples(cfg)], tf.float32)])
+
+
+def logmel(chunks: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES, batch: int = 64) -> np.ndarray:
+    """numpy in, numpy out: [n, chunk_samples] -> [n, frames, n_mels] float32."""
+    fn = _compiled(cfg)
+    out = [fn(chunks[i:i + batch]).numpy() for i in range(0, len(chunks), batch)]
+    if not out:
+        return np.zeros((0, *mel_shape(cfg)), np.float32)
+    return np.concatenate(out) if len(out) > 1 else out[0]
+
+
+def stream_chunks(blocks, cfg: FeatureConfig = DEFAULT_FEATURES):
+    """Yield (start_sample, chunk) from an iterator of audio blocks, by the same
+    rule as `chunk_starts`, holding at most about one block plus one chunk."""
+    size = chunk_samples(cfg)
+    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    buf = np.zeros(0, np.float32)
+    buf_start = 0       # absolute index of buf[0]
+    next_start = 0
+    last = None
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if len(buf) else np.asarray(block, np.float32)
+        while next_start + size <= buf_start + len(buf):
+            s = next_start - buf_start
+            yield next_start, buf[s:s + size]
+            last = next_start
+            next_start += hop
+        drop = max(0, min(next_start - buf_start, len(buf) - size))
+        buf, buf_start = buf[drop:], buf_start + drop
+    total = buf_start + len(buf)
+    if last is None:
+        if total:
+            yield 0, np.pad(buf, (0, size - len(buf)))
+    elif last + size < total:
+        yield total - size, buf[len(buf) - size:]

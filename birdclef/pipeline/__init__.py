@@ -1,0 +1,1 @@
+"""The Beam + TF Transform pipeline: stage 1 (chunks), pairing, stage 2 (TFT)."""

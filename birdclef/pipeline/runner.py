@@ -1,0 +1,55 @@
+"""Beam pipeline options from command-line flags.
+
+Any Beam pipeline option passes through (`--runner`, `--project`, `--region`,
+`--temp_location`, `--setup_file`, `--machine_type`, `--direct_num_workers`,
+`--direct_running_mode`, `--flink_master`, `--spark_master_url`, ...).
+Default: DirectRunner in multi-processing mode with one worker per CPU core.
+"""
+from __future__ import annotations
+
+import os
+
+RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner", "PrismRunner")
+
+
+def _has(args: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def pipeline_options(beam_args: list[str] | None = None):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(beam_args or [])
+    if not _has(args, "--runner"):
+        args.append("--runner=DirectRunner")
+    runner = next(a.split("=", 1)[1] if "=" in a else args[args.index(a) + 1]
+                  for a in args if a == "--runner" or a.startswith("--runner="))
+    if runner.endswith("DirectRunner"):
+        if not _has(args, "--direct_running_mode"):
+            args.append("--direct_running_mode=multi_processing")
+        if not _has(args, "--direct_num_workers"):
+            in_memory = any(a.endswith("in_memory") for a in args)
+            args.append(f"--direct_num_workers={1 if in_memory else (os.cpu_count() or 1)}")
+    # Workers: one BLAS thread each, parallelism comes from Beam.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return PipelineOptions(args)
+
+
+def check_remote_options(options) -> list[str]:
+    """Problems with options a distributed runner needs, before anything is submitted."""
+    from apache_beam.options.pipeline_options import (GoogleCloudOptions, SetupOptions, StandardOptions,
+                                                      WorkerOptions)
+
+    runner = options.view_as(StandardOptions).runner or ""
+    problems = []
+    if runner.endswith("DataflowRunner"):
+        gc = options.view_as(GoogleCloudOptions)
+        for name in ("project", "region", "temp_location"):
+            if not getattr(gc, name):
+                problems.append(f"DataflowRunner needs --{name}")
+        setup = options.view_as(SetupOptions)
+        image = getattr(options.view_as(WorkerOptions), "sdk_container_image", None)
+        if not (setup.setup_file or setup.requirements_file or setup.extra_packages or image):
+            problems.append("DataflowRunner workers need birdclef: pass --setup_file ./setup.py "
+                            "(from a checkout) or --extra_package dist/birdclef-*.tar.gz")
+    return problems

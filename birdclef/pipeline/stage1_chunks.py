@@ -1,0 +1,156 @@
+"""Stage 1 (Beam, parallel): decode every recording exactly once -> chunks -> log-mel.
+
+Input elements come from the preprocess outputs (recordings.csv, soundscapes.csv
+with the soundscape window labels). Outputs under OUT (= WORK_DIR/transform/chunks):
+  <split>-*.tfrecord          chunk records (birdclef.pipeline.records), per split;
+                              nocall windows of soundscapes are chunks with label nocall
+  windows-<split>-*.tfrecord  chunk records of every labelled 5 s soundscape window
+  counts-*.jsonl              one line per decoded recording: id, split, label, n_chunks, seconds
+  quarantine-*.jsonl          one line per unusable recording: path, reason, message
+A recording is decoded in blocks (bounded memory) and its examples are emitted
+only once it decoded completely, so a file found truncated or silent at its end
+leaves no chunks behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+
+from birdclef.config import NOCALL, AudioConfig, FeatureConfig
+
+SPLITS = ("train", "val", "test")
+QUARANTINE, COUNTS = "quarantine", "counts"
+MEL_BATCH = 32
+
+
+def chunk_tag(split: str) -> str:
+    return f"chunks_{split}"
+
+
+def window_tag(split: str) -> str:
+    return f"windows_{split}"
+
+
+class ChunkRecording(beam.DoFn):
+    def __init__(self, audio_cfg: AudioConfig, feature_cfg: FeatureConfig):
+        self.acfg, self.fcfg = audio_cfg, feature_cfg
+
+    def setup(self):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        import tensorflow as tf
+
+        try:  # one core per worker: parallelism comes from Beam workers
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # TF already initialised in this process (in-memory runner)
+
+    def _mels(self, chunks):
+        from birdclef.features import logmel
+
+        for i in range(0, len(chunks), MEL_BATCH):
+            yield from logmel(np.stack(chunks[i:i + MEL_BATCH]), self.fcfg)
+
+    def process(self, item):
+        from birdclef import audio
+        from birdclef.features import stream_chunks
+        from birdclef.pipeline.records import chunk_example
+
+        beam.metrics.Metrics.counter("birdclef", "recordings_in").inc()
+        try:
+            if item["kind"] == "soundscape":
+                outputs = list(self._soundscape(item))
+            else:
+                chunks = [c.copy() for _, c in stream_chunks(audio.stream(item["path"], self.acfg), self.fcfg)]
+                labels = " ".join([item["label"], *item.get("secondary", [])])
+                outputs = [beam.pvalue.TaggedOutput(chunk_tag(item["split"]), chunk_example(
+                    item["recording_id"], item["label"], labels, item["split"], i, mel))
+                    for i, mel in enumerate(self._mels(chunks))]
+                n = len(chunks)
+        except audio.AudioError as e:
+            beam.metrics.Metrics.counter("birdclef", "quarantined").inc()
+            yield beam.pvalue.TaggedOutput(QUARANTINE, json.dumps(
+                {**e.to_dict(), "recording_id": item["recording_id"], "stage": "transform:stage1"}))
+            return
+        if item["kind"] == "soundscape":
+            n = sum(1 for o in outputs if o.tag.startswith("windows_"))
+        beam.metrics.Metrics.counter("birdclef", "chunks").inc(n)
+        yield from outputs
+        yield beam.pvalue.TaggedOutput(COUNTS, json.dumps({
+            "recording_id": item["recording_id"], "split": item["split"], "label": item["label"],
+            "kind": item["kind"], "n_chunks": n, "path": item["path"]}))
+
+    def _soundscape(self, item):
+        from birdclef import audio
+        from birdclef.features import cut_chunks
+        from birdclef.pipeline.records import chunk_example
+
+        wave = audio.load(item["path"], self.acfg, allow_silent=True)
+        sr, win = self.fcfg.sample_rate, int(self.fcfg.window_s * self.fcfg.sample_rate)
+        index = 0
+        for row_id, end_s, birds in item["windows"]:
+            end = int(round(end_s * sr))
+            window = wave[max(0, end - win):end]
+            window = np.pad(window, (0, win - len(window)))
+            mels = list(self._mels(list(cut_chunks(window, self.fcfg))))
+            for mel in mels:
+                ex = chunk_example(item["recording_id"], NOCALL if birds == NOCALL else birds.split()[0],
+                                   birds, item["split"], index, mel, row_id=row_id)
+                yield beam.pvalue.TaggedOutput(window_tag(item["split"]), ex)
+                if birds == NOCALL:  # nocall windows also train the bird-vs-not head
+                    yield beam.pvalue.TaggedOutput(chunk_tag(item["split"]), chunk_example(
+                        item["recording_id"], NOCALL, NOCALL, item["split"], index, mel, row_id=row_id))
+                index += 1
+
+
+def build(pipeline, items: list[dict], out: str, audio_cfg: AudioConfig, feature_cfg: FeatureConfig):
+    """Add stage 1 to a Beam pipeline; `items` are dicts made by `work_items`."""
+    from birdclef import fileio
+
+    tags = [QUARANTINE, COUNTS] + [chunk_tag(s) for s in SPLITS] + [window_tag(s) for s in SPLITS]
+    res = (pipeline
+           | "Recordings" >> beam.Create(items, reshuffle=False)
+           | "Spread" >> beam.Reshuffle()
+           | "DecodeChunkMel" >> beam.ParDo(ChunkRecording(audio_cfg, feature_cfg)).with_outputs(*tags))
+    for s in SPLITS:
+        res[chunk_tag(s)] | f"Write{s}" >> beam.io.WriteToTFRecord(
+            fileio.join(out, s), file_name_suffix=".tfrecord")
+        res[window_tag(s)] | f"WriteWindows{s}" >> beam.io.WriteToTFRecord(
+            fileio.join(out, f"windows-{s}"), file_name_suffix=".tfrecord")
+    res[QUARANTINE] | "WriteQuarantine" >> beam.io.WriteToText(fileio.join(out, "quarantine"), ".jsonl")
+    res[COUNTS] | "WriteCounts" >> beam.io.WriteToText(fileio.join(out, "counts"), ".jsonl")
+    return res
+
+
+def work_items(pre_dir: str, data_dir: str) -> list[dict]:
+    """Stage 1 elements from the preprocess outputs."""
+    import io
+
+    import pandas as pd
+
+    from birdclef import fileio
+    from birdclef.data import metadata
+
+    rec = pd.read_csv(io.StringIO(fileio.read_text(fileio.join(pre_dir, "recordings.csv"))),
+                      dtype=str, keep_default_na=False)
+    items = []
+    for r in rec.itertuples(index=False):
+        try:
+            secondary = metadata.parse_label_list(r.secondary_labels)
+        except (ValueError, SyntaxError):
+            secondary = []
+        items.append({"kind": "recording", "recording_id": r.recording_id, "label": r.label,
+                      "secondary": secondary, "split": r.split, "path": r.path})
+    sc = pd.read_csv(io.StringIO(fileio.read_text(fileio.join(pre_dir, "soundscapes.csv"))),
+                     dtype=str, keep_default_na=False)
+    if len(sc):
+        labels = metadata.read_soundscape_labels(data_dir)
+        for r in sc.itertuples(index=False):
+            rows = labels[(labels.audio_id == r.audio_id) & (labels.site == r.site)].sort_values("end")
+            items.append({"kind": "soundscape", "recording_id": f"soundscape/{r.audio_id}_{r.site}",
+                          "label": "soundscape", "split": r.split, "path": r.path,
+                          "windows": [(w.row_id, float(w.end), w.birds) for w in rows.itertuples(index=False)]})
+    return items

@@ -1,0 +1,147 @@
+"""Stage 2 (Beam + TF Transform): normalise log-mels with statistics of the train split only.
+
+`preprocessing_fn` standardises every mel bin with its mean and variance over
+all frames of all *train* chunks (tft.mean / tft.var). The analysis runs on
+the train split alone; the resulting transform_fn is applied to every split.
+Input is fed through TFXIO (record batches). Outputs under OUT
+(= WORK_DIR/transform/tft):
+  transform_fn/, transformed_metadata/, metadata/ (raw schema)
+  <split>/chunks-*.tfrecord    normalised labelled chunks
+  <split>/windows-*.tfrecord   normalised soundscape window chunks
+  <split>/triples-*.tfrecord   (anchor, positive, negative) normalised chunks, joined by index
+"""
+from __future__ import annotations
+
+import json
+
+import apache_beam as beam
+import numpy as np
+
+from birdclef import fileio
+from birdclef.config import FeatureConfig
+from birdclef.pipeline.stage1_chunks import SPLITS
+
+EPS = 1e-6
+PASSTHROUGH = ("recording_id", "label", "labels", "split", "chunk_index", "row_id")
+
+
+def make_preprocessing_fn(cfg: FeatureConfig):
+    def preprocessing_fn(inputs):
+        import tensorflow as tf
+        import tensorflow_transform as tft
+
+        mel = inputs["mel"]
+        frames = tf.reshape(mel, [-1, cfg.n_mels])  # every frame of every chunk
+        mean = tft.mean(frames, reduce_instance_dims=False, name="mel_mean")
+        var = tft.var(frames, reduce_instance_dims=False, name="mel_var")
+        out = {k: inputs[k] for k in PASSTHROUGH}
+        out["mel"] = (mel - mean) / tf.sqrt(var + EPS)
+        return out
+
+    return preprocessing_fn
+
+
+def raw_schema(cfg: FeatureConfig):
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    from birdclef.pipeline.records import chunk_feature_spec
+
+    return schema_utils.schema_from_feature_spec(chunk_feature_spec(cfg))
+
+
+def _decode_str(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _as_chunk(d: dict) -> dict:
+    return {"recording_id": _decode_str(d["recording_id"]), "label": _decode_str(d["label"]),
+            "labels": _decode_str(d["labels"]), "split": _decode_str(d["split"]),
+            "chunk_index": int(d["chunk_index"]), "row_id": _decode_str(d["row_id"]),
+            "mel": np.asarray(d["mel"], np.float32)}
+
+
+def _encode_chunk(c: dict) -> bytes:
+    from birdclef.pipeline.records import chunk_example
+
+    return chunk_example(c["recording_id"], c["label"], c["labels"], c["split"], c["chunk_index"], c["mel"],
+                         c["row_id"])
+
+
+def _triple_refs(t: dict):
+    for role in ("anchor", "positive", "negative"):
+        rid, idx = t[role]
+        yield (rid, int(idx)), (t["id"], role)
+
+
+def _route(kv):
+    _, grouped = kv
+    chunks = list(grouped["chunk"])
+    if not chunks:
+        return
+    for tid, role in grouped["ref"]:
+        yield tid, (role, chunks[0])
+
+
+def _assemble(kv):
+    from birdclef.pipeline.records import triple_example
+
+    _, parts = kv
+    parts = dict(parts)
+    if set(parts) == {"anchor", "positive", "negative"}:
+        yield triple_example(parts["anchor"], parts["positive"], parts["negative"])
+    else:
+        beam.metrics.Metrics.counter("birdclef", "incomplete_triples").inc()
+
+
+def _has_records(pattern: str) -> bool:
+    return any(fileio.size(p) > 0 for p in fileio.glob(pattern))
+
+
+def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureConfig, temp_dir: str):
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.public import tfxio
+
+    schema = raw_schema(cfg)
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema), fileio.join(out, "metadata"))
+
+    def source(pattern, name):
+        t = tfxio.TFExampleRecord(file_pattern=pattern, schema=schema, telemetry_descriptors=["birdclef"])
+        return pipeline | f"Read{name}" >> t.BeamSource(), t.TensorAdapterConfig()
+
+    with tft_beam.Context(temp_dir=temp_dir):
+        train_pattern = fileio.join(chunks_dir, "train-*.tfrecord")
+        if not _has_records(train_pattern):
+            raise ValueError(f"no train chunks in {chunks_dir}: nothing to fit the normalisation on; "
+                             f"fix: check the preprocess split and quarantine.csv")
+        train = source(train_pattern, "TrainForAnalysis")
+        transform_fn = train | "AnalyzeTrainOnly" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(cfg))
+        transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+
+        triples = (pipeline | "ReadTriples" >> beam.io.ReadFromText(triples_path)
+                   | "ParseTriples" >> beam.Map(json.loads))
+        for split in SPLITS:
+            for kind, pattern in (("chunks", f"{split}-*.tfrecord"), ("windows", f"windows-{split}-*.tfrecord")):
+                pattern = fileio.join(chunks_dir, pattern)
+                name = f"{kind.title()}{split.title()}"
+                if not _has_records(pattern):
+                    continue
+                raw = source(pattern, name)
+                data, _ = ((raw, transform_fn) | f"Transform{name}" >> tft_beam.TransformDataset())
+                chunks = data | f"AsChunk{name}" >> beam.Map(_as_chunk)
+                (chunks | f"Encode{name}" >> beam.Map(_encode_chunk)
+                 | f"Write{name}" >> beam.io.WriteToTFRecord(fileio.join(out, split, kind),
+                                                            file_name_suffix=".tfrecord"))
+                if kind != "chunks":
+                    continue
+                keyed = chunks | f"Key{name}" >> beam.Map(lambda c: ((c["recording_id"], c["chunk_index"]), c))
+                refs = (triples
+                        | f"Only{name}" >> beam.Filter(lambda t, s=split: t["split"] == s)
+                        | f"Refs{name}" >> beam.FlatMap(_triple_refs))
+                ({"chunk": keyed, "ref": refs}
+                 | f"JoinChunks{name}" >> beam.CoGroupByKey()
+                 | f"Route{name}" >> beam.FlatMap(_route)
+                 | f"ByTriple{name}" >> beam.GroupByKey()
+                 | f"Assemble{name}" >> beam.FlatMap(_assemble)
+                 | f"WriteTriples{name}" >> beam.io.WriteToTFRecord(fileio.join(out, split, "triples"),
+                                                                   file_name_suffix=".tfrecord"))

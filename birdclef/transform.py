@@ -1,0 +1,124 @@
+"""`birdclef transform`: stage 1 (Beam) -> pairing -> stage 2 (Beam + TFT).
+
+Reads WORK_DIR/preprocess, writes WORK_DIR/transform/{chunks,pairs,tft} and
+WORK_DIR/transform/manifest.json (inputs = processed + quarantined, with
+reasons). Each part is skipped when already finished with the same
+parameters; an unfinished part is cleaned and run again; a part finished with
+other parameters is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import tempfile
+
+import pandas as pd
+
+from birdclef import fileio, stages
+from birdclef.config import DEFAULT_FEATURES, AudioConfig, FeatureConfig
+from birdclef.preprocess import out_dir as preprocess_dir
+
+
+class TransformError(Exception):
+    pass
+
+
+def _clean(path: str) -> None:
+    """Remove an unfinished stage output (made by birdclef, never user data)."""
+    fs, p = fileio._fs(path)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
+    fileio.makedirs(path)
+
+
+def _run_pipeline(build, beam_args):
+    import apache_beam as beam
+
+    from birdclef.pipeline.runner import pipeline_options
+
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p)
+
+
+def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureConfig = DEFAULT_FEATURES,
+        log=print) -> dict:
+    from birdclef.pipeline import pairing, stage1_chunks, stage2_tft
+
+    pre = preprocess_dir(work_dir)
+    marker = stages.marker(pre)
+    if not fileio.exists(marker):
+        raise TransformError(f"{pre} holds no finished preprocess; fix: run `birdclef preprocess --work-dir "
+                             f"{work_dir} --data-dir ...` first")
+    pre_params = json.loads(fileio.read_text(marker))["params"]
+    acfg = AudioConfig(sample_rate=feature_cfg.sample_rate, min_duration_s=pre_params["min_duration_s"])
+    params = {"preprocess": pre_params, "features": dataclasses.asdict(feature_cfg), "audio": dataclasses.asdict(acfg)}
+    root = fileio.join(work_dir, "transform")
+    chunks_dir, pairs_dir, tft_dir = (fileio.join(root, d) for d in ("chunks", "pairs", "tft"))
+
+    if stages.is_done(chunks_dir, {**params, "part": "stage1"}, "transform stage 1"):
+        log(f"transform: stage 1 already complete in {chunks_dir}")
+    else:
+        _clean(chunks_dir)
+        items = stage1_chunks.work_items(pre, pre_params["data_dir"])
+        log(f"transform: stage 1: decoding {len(items)} recordings and soundscapes into {chunks_dir}")
+        _run_pipeline(lambda p: stage1_chunks.build(p, items, chunks_dir, acfg, feature_cfg), beam_args)
+        stages.mark_done(chunks_dir, {**params, "part": "stage1"}, "transform stage 1")
+
+    if stages.is_done(pairs_dir, {**params, "part": "pairing"}, "transform pairing"):
+        pairs = json.loads(fileio.read_text(fileio.join(pairs_dir, "pairs.json")))
+    else:
+        _clean(pairs_dir)
+        pairs = pairing.run(pre, chunks_dir, pairs_dir)
+        fileio.write_text(fileio.join(pairs_dir, "pairs.json"), json.dumps(pairs, indent=2))
+        stages.mark_done(pairs_dir, {**params, "part": "pairing"}, "transform pairing")
+    for p in pairs["problems"]:
+        log(f"transform: pairing: {p}")
+
+    if stages.is_done(tft_dir, {**params, "part": "stage2"}, "transform stage 2"):
+        log(f"transform: stage 2 already complete in {tft_dir}")
+    else:
+        _clean(tft_dir)
+        log(f"transform: stage 2: fitting normalisation on train, writing TFRecords to {tft_dir}")
+        with tempfile.TemporaryDirectory(prefix="birdclef-tft-") as tmp:
+            temp_dir = tmp if not fileio.is_remote(tft_dir) else fileio.join(root, "tmp")
+            _run_pipeline(lambda p: stage2_tft.build(
+                p, chunks_dir, fileio.join(pairs_dir, "triples.jsonl"), tft_dir, feature_cfg, temp_dir), beam_args)
+        stages.mark_done(tft_dir, {**params, "part": "stage2"}, "transform stage 2")
+
+    manifest = write_manifest(work_dir, pre, chunks_dir, pairs)
+    return manifest
+
+
+def _jsonl(pattern: str) -> list[dict]:
+    rows = []
+    for p in fileio.glob(pattern):
+        rows += [json.loads(line) for line in fileio.read_text(p).splitlines() if line.strip()]
+    return rows
+
+
+def write_manifest(work_dir: str, pre: str, chunks_dir: str, pairs: dict) -> dict:
+    pre_q = pd.read_csv(io.StringIO(fileio.read_text(fileio.join(pre, "quarantine.csv"))), dtype=str,
+                        keep_default_na=False).to_dict("records")
+    counts = _jsonl(fileio.join(chunks_dir, "counts*.jsonl"))
+    stage1_q = _jsonl(fileio.join(chunks_dir, "quarantine*.jsonl"))
+    quarantined = [{"path": q["path"], "reason": q["reason"], "message": q["message"], "stage": q["stage"]}
+                   for q in pre_q + stage1_q]
+    processed = sorted(c["path"] for c in counts)
+    chunks_per_split: dict[str, int] = {}
+    for c in counts:
+        if c["kind"] == "recording":
+            chunks_per_split[c["split"]] = chunks_per_split.get(c["split"], 0) + c["n_chunks"]
+    manifest = {
+        "inputs": len(processed) + len(quarantined),
+        "processed": len(processed),
+        "quarantined": len(quarantined),
+        "quarantine_reasons": pd.Series([q["reason"] for q in quarantined], dtype=str).value_counts().to_dict(),
+        "chunks_per_split": chunks_per_split,
+        "soundscape_windows": sum(c["n_chunks"] for c in counts if c["kind"] == "soundscape") // 4,
+        "triples": pairs["triples"], "triples_per_split": pairs["per_split"],
+        "processed_files": processed,
+        "quarantined_files": quarantined,
+    }
+    fileio.write_text(fileio.join(work_dir, "transform", "manifest.json"), json.dumps(manifest, indent=2))
+    return manifest
