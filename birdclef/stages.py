@@ -21,6 +21,16 @@ def _canonical(params: dict) -> dict:
     return json.loads(json.dumps(params, sort_keys=True, default=str))
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def marker(out_dir: str) -> str:
     return fileio.join(out_dir, "_SUCCESS.json")
 
@@ -36,8 +46,8 @@ def is_done(out_dir: str, params: dict, stage: str) -> bool:
         done = json.loads(fileio.read_text(m))
         if done.get("params") == _canonical(params):
             return True
-        diff = sorted(k for k in set(done.get("params", {})) | set(params)
-                      if done.get("params", {}).get(k) != _canonical(params).get(k))
+        old, new = _flat(done.get("params", {})), _flat(_canonical(params))
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise StageConflict(
             f"{out_dir} already holds a finished '{stage}' made with other parameters "
             f"(differing: {', '.join(diff)}). Fix: use another --work-dir, or delete {out_dir} to remake it.")

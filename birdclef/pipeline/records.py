@@ -8,11 +8,13 @@ Chunk records (stage 1 output `chunks/<split>-*.tfrecord`, stage 2 output
   split         bytes   train | val | test
   chunk_index   int64   position of the chunk in its recording
   row_id        bytes   BirdCLEF row id of the 5 s soundscape window ('' elsewhere)
-  mel           float   [frames, n_mels] log-mel (stage 1) or normalised log-mel (stage 2)
+  mel           bytes   [frames, n_mels] float32 little-endian: log-mel (stage 1) or
+                        normalised log-mel (stage 2); raw bytes serialise ~500x faster than a
+                        FloatList and take the same space. The readers below decode it.
 
 Triple records (`<split>/triples-*.tfrecord`): anchor_mel, positive_mel,
-negative_mel ([frames, n_mels] each), anchor_label, negative_label,
-anchor_id, anchor_chunk.
+negative_mel (bytes, as `mel`), anchor_label, negative_label, anchor_id,
+anchor_chunk. The readers yield mels as float32 [batch, frames, n_mels].
 """
 from __future__ import annotations
 
@@ -30,10 +32,10 @@ def _bytes(v):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v]))
 
 
-def _floats(a):
+def _mel(a):
     import tensorflow as tf
 
-    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(a, np.float32).ravel()))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.asarray(a, "<f4").tobytes()]))
 
 
 def _int(v):
@@ -48,25 +50,31 @@ def chunk_example(recording_id: str, label: str, labels: str, split: str, chunk_
 
     return tf.train.Example(features=tf.train.Features(feature={
         "recording_id": _bytes(recording_id), "label": _bytes(label), "labels": _bytes(labels),
-        "split": _bytes(split), "chunk_index": _int(chunk_index), "row_id": _bytes(row_id), "mel": _floats(mel),
+        "split": _bytes(split), "chunk_index": _int(chunk_index), "row_id": _bytes(row_id), "mel": _mel(mel),
     })).SerializeToString()
 
 
 def chunk_feature_spec(cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
     import tensorflow as tf
 
-    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in STRING_FEATURES}
+    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in (*STRING_FEATURES, "mel")}
     spec["chunk_index"] = tf.io.FixedLenFeature([], tf.int64)
-    spec["mel"] = tf.io.FixedLenFeature(list(mel_shape(cfg)), tf.float32)
     return spec
+
+
+def decode_mel(raw, cfg: FeatureConfig = DEFAULT_FEATURES):
+    """TF op: serialised mel bytes [batch] -> float32 [batch, frames, n_mels]."""
+    import tensorflow as tf
+
+    return tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True), [-1, *mel_shape(cfg)])
 
 
 def triple_example(anchor: dict, positive: dict, negative: dict) -> bytes:
     import tensorflow as tf
 
     return tf.train.Example(features=tf.train.Features(feature={
-        "anchor_mel": _floats(anchor["mel"]), "positive_mel": _floats(positive["mel"]),
-        "negative_mel": _floats(negative["mel"]),
+        "anchor_mel": _mel(anchor["mel"]), "positive_mel": _mel(positive["mel"]),
+        "negative_mel": _mel(negative["mel"]),
         "anchor_label": _bytes(anchor["label"]), "negative_label": _bytes(negative["label"]),
         "anchor_id": _bytes(anchor["recording_id"]), "anchor_chunk": _int(anchor["chunk_index"]),
     })).SerializeToString()
@@ -75,15 +83,22 @@ def triple_example(anchor: dict, positive: dict, negative: dict) -> bytes:
 def triple_feature_spec(cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
     import tensorflow as tf
 
-    shape = list(mel_shape(cfg))
-    spec = {f"{r}_mel": tf.io.FixedLenFeature(shape, tf.float32) for r in ("anchor", "positive", "negative")}
-    spec.update({k: tf.io.FixedLenFeature([], tf.string) for k in ("anchor_label", "negative_label", "anchor_id")})
+    spec = {k: tf.io.FixedLenFeature([], tf.string)
+            for k in ("anchor_mel", "positive_mel", "negative_mel", "anchor_label", "negative_label", "anchor_id")}
     spec["anchor_chunk"] = tf.io.FixedLenFeature([], tf.int64)
     return spec
 
 
-def _dataset(pattern: str, spec: dict, batch_size: int, shuffle: int, seed: int | None):
+def _dataset(pattern: str, spec: dict, batch_size: int, shuffle: int, seed: int | None,
+             cfg: FeatureConfig = DEFAULT_FEATURES):
     import tensorflow as tf
+
+    def parse(x):
+        ex = tf.io.parse_example(x, spec)
+        for k in ex:
+            if k.endswith("mel"):
+                ex[k] = decode_mel(ex[k], cfg)
+        return ex
 
     files = tf.io.gfile.glob(pattern)
     if not files:
@@ -91,7 +106,7 @@ def _dataset(pattern: str, spec: dict, batch_size: int, shuffle: int, seed: int 
     ds = tf.data.TFRecordDataset(sorted(files), num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle:
         ds = ds.shuffle(shuffle, seed=seed)
-    ds = ds.batch(batch_size).map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -107,7 +122,7 @@ def chunks_dataset(work_dir: str, split: str, batch_size: int = 64, shuffle: int
     from birdclef import fileio
 
     return _dataset(fileio.join(transformed_dir(work_dir), split, f"{kind}-*.tfrecord"),
-                    chunk_feature_spec(cfg), batch_size, shuffle, seed)
+                    chunk_feature_spec(cfg), batch_size, shuffle, seed, cfg)
 
 
 def triples_dataset(work_dir: str, split: str, batch_size: int = 64, shuffle: int = 0, seed: int | None = None,
@@ -116,4 +131,4 @@ def triples_dataset(work_dir: str, split: str, batch_size: int = 64, shuffle: in
     from birdclef import fileio
 
     return _dataset(fileio.join(transformed_dir(work_dir), split, "triples-*.tfrecord"),
-                    triple_feature_spec(cfg), batch_size, shuffle, seed)
+                    triple_feature_spec(cfg), batch_size, shuffle, seed, cfg)

@@ -49,10 +49,17 @@ class ChunkRecording(beam.DoFn):
             pass  # TF already initialised in this process (in-memory runner)
 
     def _mels(self, chunks):
+        """Log-mels of an iterable of chunks, computed MEL_BATCH at a time (bounded memory)."""
         from birdclef.features import logmel
 
-        for i in range(0, len(chunks), MEL_BATCH):
-            yield from logmel(np.stack(chunks[i:i + MEL_BATCH]), self.fcfg)
+        batch = []
+        for c in chunks:
+            batch.append(c)
+            if len(batch) == MEL_BATCH:
+                yield from logmel(np.stack(batch), self.fcfg)
+                batch = []
+        if batch:
+            yield from logmel(np.stack(batch), self.fcfg)
 
     def process(self, item):
         from birdclef import audio
@@ -64,12 +71,12 @@ class ChunkRecording(beam.DoFn):
             if item["kind"] == "soundscape":
                 outputs = list(self._soundscape(item))
             else:
-                chunks = [c.copy() for _, c in stream_chunks(audio.stream(item["path"], self.acfg), self.fcfg)]
+                chunks = (c for _, c in stream_chunks(audio.stream(item["path"], self.acfg), self.fcfg))
                 labels = " ".join([item["label"], *item.get("secondary", [])])
                 outputs = [beam.pvalue.TaggedOutput(chunk_tag(item["split"]), chunk_example(
                     item["recording_id"], item["label"], labels, item["split"], i, mel))
                     for i, mel in enumerate(self._mels(chunks))]
-                n = len(chunks)
+                n = len(outputs)
         except audio.AudioError as e:
             beam.metrics.Metrics.counter("birdclef", "quarantined").inc()
             yield beam.pvalue.TaggedOutput(QUARANTINE, json.dumps(
@@ -95,8 +102,7 @@ class ChunkRecording(beam.DoFn):
             end = int(round(end_s * sr))
             window = wave[max(0, end - win):end]
             window = np.pad(window, (0, win - len(window)))
-            mels = list(self._mels(list(cut_chunks(window, self.fcfg))))
-            for mel in mels:
+            for mel in self._mels(cut_chunks(window, self.fcfg)):
                 ex = chunk_example(item["recording_id"], NOCALL if birds == NOCALL else birds.split()[0],
                                    birds, item["split"], index, mel, row_id=row_id)
                 yield beam.pvalue.TaggedOutput(window_tag(item["split"]), ex)

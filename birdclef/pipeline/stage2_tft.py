@@ -30,7 +30,9 @@ def make_preprocessing_fn(cfg: FeatureConfig):
         import tensorflow as tf
         import tensorflow_transform as tft
 
-        mel = inputs["mel"]
+        from birdclef.pipeline.records import decode_mel
+
+        mel = decode_mel(inputs["mel"], cfg)
         frames = tf.reshape(mel, [-1, cfg.n_mels])  # every frame of every chunk
         mean = tft.mean(frames, reduce_instance_dims=False, name="mel_mean")
         var = tft.var(frames, reduce_instance_dims=False, name="mel_var")

@@ -1,0 +1,146 @@
+"""Transform stage 1 throughput and memory.
+
+    python bench/transform.py [--data ../shared/data] [--workers 2] [--long-minutes 60]
+
+1. Stage 1 (decode -> resample -> 2 s chunks -> log-mel -> serialised examples) on
+   DirectRunner, multi-processing, N workers, over birdclef-mini + nonbird, beside
+   the same feature chain (the same DoFn) as a plain Python loop in one process,
+   in the same run. Prints audio-seconds per CPU-second for both, the Beam run per
+   core (wall time x workers), and the ratio. Targets: Beam per core >= 0.7 of the
+   plain loop; >= 300 audio-s per CPU-s.
+2. Peak memory (max RSS) of stage 1 on one long recording (default 60 min), in a
+   fresh process. Target: < 2 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+HERE = Path(__file__).resolve().parent
+
+
+def items_from(data: Path) -> list[dict]:
+    from birdclef import fileio
+
+    items = []
+    for root in (data / "birdclef-mini" / "train_short_audio", data / "nonbird"):
+        for p in fileio.list_files(str(root), (".ogg",)):
+            items.append({"kind": "recording", "recording_id": p, "label": "x", "secondary": [],
+                          "split": "train", "path": p})
+    return items
+
+
+def audio_seconds(items) -> float:
+    from birdclef import audio
+
+    return sum(audio.duration(i["path"]) for i in items)
+
+
+def plain_loop(items):
+    from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+    from birdclef.pipeline.stage1_chunks import ChunkRecording
+
+    fn = ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES)
+    fn.setup()
+    t0, w0 = time.process_time(), time.perf_counter()
+    n = sum(1 for i in items for _ in fn.process(i))
+    return time.process_time() - t0, time.perf_counter() - w0, n
+
+
+def beam_run(items, workers: int, out: str):
+    import apache_beam as beam
+
+    from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+    from birdclef.pipeline import runner, stage1_chunks
+
+    opts = runner.pipeline_options(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s0 = resource.getrusage(resource.RUSAGE_SELF)
+    w0 = time.perf_counter()
+    with beam.Pipeline(options=opts) as p:
+        stage1_chunks.build(p, items, out, DEFAULT_AUDIO, DEFAULT_FEATURES)
+    wall = time.perf_counter() - w0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) + (s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime)
+    return cpu, wall
+
+
+MEMORY_CHILD = """
+import os, resource, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+from birdclef.pipeline.stage1_chunks import ChunkRecording
+fn = ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES); fn.setup()
+n = sum(1 for _ in fn.process({"kind": "recording", "recording_id": "long", "label": "x", "secondary": [],
+                               "split": "train", "path": sys.argv[1]}))
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def long_recording(path: str, minutes: float, seed: int = 0) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    sr = 44100  # not 32 kHz, so resampling is part of it
+    rng = np.random.default_rng(seed)
+    t = np.arange(sr * 60) / sr
+    tone = (0.2 * np.sin(2 * np.pi * 3000 * t) * (np.sin(2 * np.pi * 0.5 * t) > 0)).astype(np.float32)
+    with sf.SoundFile(path, "w", sr, 1, format="FLAC") as f:
+        for _ in range(int(minutes)):
+            f.write(tone + (0.02 * rng.standard_normal(len(t))).astype(np.float32))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--long-minutes", type=float, default=60)
+    ap.add_argument("--extra-minutes", type=int, default=40,
+                    help="add this many minutes of 4-min 44.1 kHz FLAC recordings, so that worker start-up "
+                         "does not dominate (default %(default)s)")
+    args = ap.parse_args()
+    items = items_from(Path(args.data))
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.extra_minutes // 4):
+            path = os.path.join(tmp, f"extra{k}.flac")
+            long_recording(path, 4, seed=k + 1)
+            items.append({"kind": "recording", "recording_id": path, "label": "x", "secondary": [],
+                          "split": "train", "path": path})
+        secs = audio_seconds(items)
+        print(f"{len(items)} recordings, {secs:.0f} audio-s; cpus: {os.cpu_count()}")
+        cpu_0, wall_0 = beam_run(items[:2], args.workers, os.path.join(tmp, "warm"))
+        print(f"Beam fixed cost (2 tiny recordings): {wall_0:.1f} s wall, {cpu_0:.1f} CPU-s")
+        cpu_b, wall_b = beam_run(items, args.workers, os.path.join(tmp, "chunks"))
+        cpu_p, wall_p, n = plain_loop(items)
+        plain_rate, beam_cpu_rate = secs / cpu_p, secs / cpu_b
+        beam_core_rate = secs / (wall_b * args.workers)
+        print(f"plain loop (1 process):          {plain_rate:7.1f} audio-s per CPU-s ({n} chunks, {wall_p:.1f} s wall)")
+        print(f"Beam DirectRunner x{args.workers} workers:    {beam_cpu_rate:7.1f} audio-s per CPU-s "
+              f"({wall_b:.1f} s wall, includes worker start-up)")
+        print(f"Beam per core (wall x workers):  {beam_core_rate:7.1f} audio-s per core-s")
+        steady = secs / ((wall_b - wall_0) * args.workers)
+        print(f"Beam per core, less fixed cost:  {steady:7.1f} audio-s per core-s "
+              f"(ratio to plain loop {steady / plain_rate:.3f})")
+        print(f"Beam per CPU-s, less fixed cost: {secs / (cpu_b - cpu_0):7.1f} audio-s per CPU-s")
+        print(f"ratio Beam per core / plain loop: {beam_core_rate / plain_rate:.3f} (target >= 0.7); "
+              f"Beam per CPU-s {beam_cpu_rate:.0f} (target >= 300)")
+
+        path = os.path.join(tmp, "long.flac")
+        long_recording(path, args.long_minutes)
+        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, path], capture_output=True, text=True, check=True)
+        n_long, rss = out.stdout.split()
+        print(f"{args.long_minutes:.0f}-min 44.1 kHz recording: {n_long} chunks, peak RSS {float(rss):.0f} MB "
+              f"(target < 2048 MB)")
+
+
+if __name__ == "__main__":
+    main()

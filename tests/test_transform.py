@@ -1,0 +1,172 @@
+"""The whole transform on ../shared/data: birdclef-mini + nonbird + corrupt (as a non-bird folder)."""
+import collections
+import json
+import os
+
+import numpy as np
+import pytest
+
+from birdclef import audio, preprocess, stages, transform
+from birdclef.pipeline import records
+
+CORRUPT_REASONS = {"empty.ogg": "empty", "truncated.ogg": "truncated", "not_audio.ogg": "not_audio",
+                   "too_short_0.2s.wav": "too_short", "silent_10s.wav": "silent"}
+IN_MEMORY = ["--direct_running_mode=in_memory"]
+
+
+@pytest.fixture(scope="module")
+def run(shared_data, tmp_path_factory):
+    work = str(tmp_path_factory.mktemp("transform"))
+    cfg = preprocess.PreprocessConfig(
+        data_dir=str(shared_data / "birdclef-mini"),
+        nonbird_dirs=(str(shared_data / "nonbird"), str(shared_data / "corrupt")))
+    preprocess.run(work, cfg, log=lambda s: None)
+    decodes = collections.Counter()
+    real_stream = audio.stream
+
+    def counting_stream(path, *a, **kw):
+        decodes[str(path)] += 1
+        return real_stream(path, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        # in-memory DirectRunner: workers run in this process and see the patch
+        mp.setattr(audio, "stream", counting_stream)
+        manifest = transform.run(work, IN_MEMORY, log=lambda s: None)
+    return work, manifest, decodes
+
+
+def test_inputs_are_processed_plus_quarantined(run, shared_data):
+    _, m, _ = run
+    n_inputs = 98 + 145 + 8 + 2  # recordings, non-bird clips, corrupt files, labelled soundscapes
+    assert m["inputs"] == n_inputs == m["processed"] + m["quarantined"]
+    got = {os.path.basename(q["path"]): q["reason"] for q in m["quarantined_files"]}
+    assert got == CORRUPT_REASONS
+    assert all(str(shared_data / "corrupt") in q["path"] for q in m["quarantined_files"])
+    assert all("fix:" in q["message"] for q in m["quarantined_files"])
+
+
+def test_each_recording_decoded_exactly_once(run):
+    _, m, decodes = run
+    # every file that reached stage 1 (processed + quarantined there) was decoded once, and only once
+    stage1 = set(m["processed_files"]) | {q["path"] for q in m["quarantined_files"] if q["stage"] == "transform:stage1"}
+    assert set(decodes) == stage1
+    assert set(decodes.values()) == {1}
+
+
+def _mels(ds):
+    return np.concatenate([b["mel"].numpy() for b in ds])
+
+
+def test_normalisation_fitted_on_train_split_only(run):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    work, _, _ = run
+    spec = records.chunk_feature_spec()
+    raw = {s: _mels(records._dataset(f"{work}/transform/chunks/{s}-*.tfrecord", spec, 256, 0, None))
+           for s in ("train", "val", "test")}
+    frames = raw["train"].reshape(-1, 128).astype(np.float64)
+    mean, var = frames.mean(0), frames.var(0)
+    all_frames = np.concatenate([r.reshape(-1, 128) for r in raw.values()]).astype(np.float64)
+    assert np.abs(all_frames.mean(0) - mean).max() > 0.05  # the splits really differ
+
+    tf_out = tft.TFTransformOutput(f"{work}/transform/tft")
+    probe = {k: tf.constant([""]) for k in ("recording_id", "label", "labels", "split", "row_id")}
+    probe["chunk_index"] = tf.constant([0], tf.int64)
+    probe["mel"] = tf.constant([np.zeros((200, 128), "<f4").tobytes()])
+    zero = tf_out.transform_raw_features(probe)["mel"].numpy()[0, 0]
+    probe["mel"] = tf.constant([np.ones((200, 128), "<f4").tobytes()])
+    one = tf_out.transform_raw_features(probe)["mel"].numpy()[0, 0]
+    scale = 1.0 / (one - zero)           # = sqrt(var + eps)
+    offset = -zero * scale               # = mean
+    np.testing.assert_allclose(offset, mean, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(scale ** 2, var + 1e-6, rtol=1e-3)
+    # and the written train chunks are standardised, the others only close to it
+    norm_train = _mels(records.chunks_dataset(work, "train", batch_size=256)).reshape(-1, 128)
+    assert np.abs(norm_train.mean(0)).max() < 1e-3 and np.abs(norm_train.std(0) - 1).max() < 1e-3
+
+
+def test_triples_and_windows(run):
+    work, m, _ = run
+    pairs = [json.loads(line) for line in open(f"{work}/transform/pairs/triples.jsonl")]
+    assert m["triples"] == len(pairs) > 0
+    n = 0
+    for batch in records.triples_dataset(work, "train", batch_size=128):
+        a, p, ng = batch["anchor_mel"].numpy(), batch["positive_mel"].numpy(), batch["negative_mel"].numpy()
+        assert a.shape[1:] == (200, 128) and np.isfinite(a).all()
+        assert not np.array_equal(a, ng)
+        assert (batch["anchor_label"].numpy() != batch["negative_label"].numpy()).all()
+        n += len(a)
+    assert n == m["triples_per_split"]["train"]
+    rows = collections.Counter()
+    for split in ("train", "val", "test"):
+        try:
+            for b in records.chunks_dataset(work, split, kind="windows", batch_size=64):
+                rows.update(r.decode() for r in b["row_id"].numpy())
+        except FileNotFoundError:
+            pass
+    assert len(rows) == 5 and set(rows.values()) == {4}  # 5 labelled windows, 4 chunks each
+
+
+def test_rerun_skips_resumes_and_refuses(run, capsys):
+    work, m, _ = run
+    chunk_file = sorted(f for f in os.listdir(f"{work}/transform/chunks") if f.endswith(".tfrecord"))[0]
+    before = os.stat(f"{work}/transform/chunks/{chunk_file}").st_mtime_ns
+    logs = []
+    transform.run(work, IN_MEMORY, log=logs.append)
+    assert any("stage 1 already complete" in l for l in logs) and any("stage 2 already complete" in l for l in logs)
+    # an interrupted stage 2 (no marker) is redone, stage 1 is kept
+    os.remove(stages.marker(f"{work}/transform/tft"))
+    transform.run(work, IN_MEMORY, log=lambda s: None)
+    assert os.stat(f"{work}/transform/chunks/{chunk_file}").st_mtime_ns == before
+    assert os.path.exists(stages.marker(f"{work}/transform/tft"))
+    # other feature parameters on the same work dir: refused, nothing touched
+    from birdclef.config import FeatureConfig
+
+    with pytest.raises(stages.StageConflict, match="n_mels"):
+        transform.run(work, IN_MEMORY, feature_cfg=FeatureConfig(n_mels=64), log=lambda s: None)
+    assert os.stat(f"{work}/transform/chunks/{chunk_file}").st_mtime_ns == before
+
+
+@pytest.mark.parametrize("runner_args", [
+    ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1",
+     "--temp_location=gs://my-bucket/tmp", "--setup_file=./setup.py", "--machine_type=n2-standard-4", "--no_auth"],
+    ["--runner=FlinkRunner", "--flink_master=localhost:8081"],
+    ["--runner=SparkRunner", "--spark_master_url=spark://localhost:7077"],
+])
+def test_distributed_runners_build_without_submitting(run, runner_args, tmp_path, monkeypatch):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, StandardOptions
+
+    # Building a Dataflow pipeline asks GCS about the temp bucket; this machine has no network.
+    monkeypatch.setattr(GoogleCloudOptions, "_warn_if_soft_delete_policy_enabled", lambda *a, **k: None)
+    from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+    from birdclef.pipeline import runner, stage1_chunks, stage2_tft
+
+    work, _, _ = run
+    opts = runner.pipeline_options(runner_args)
+    assert runner.check_remote_options(opts) == []
+    assert opts.view_as(StandardOptions).runner == runner_args[0].split("=")[1]
+    if "Dataflow" in runner_args[0]:
+        gc = opts.view_as(GoogleCloudOptions)
+        assert (gc.project, gc.region, gc.temp_location) == ("my-project", "europe-west1", "gs://my-bucket/tmp")
+        assert opts.view_as(SetupOptions).setup_file == "./setup.py"
+    data_dir = json.load(open(f"{work}/preprocess/_SUCCESS.json"))["params"]["data_dir"]
+    items = stage1_chunks.work_items(f"{work}/preprocess", data_dir)
+    p = beam.Pipeline(options=opts)  # never run: building must not contact any service
+    # outputs local: a gs:// path would make Beam look up credentials, and this machine has no network
+    stage1_chunks.build(p, items[:3], str(tmp_path / "chunks"), DEFAULT_AUDIO, DEFAULT_FEATURES)
+    stage2_tft.build(p, f"{work}/transform/chunks", f"{work}/transform/pairs/triples.jsonl", str(tmp_path / "tft"),
+                     DEFAULT_FEATURES, str(tmp_path / "tmp"))
+    labels = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
+    for name in ("DecodeChunkMel", "Writetrain", "WriteQuarantine", "AnalyzeTrainOnly", "TransformChunksTrain",
+                 "JoinChunksChunksTrain", "WriteTriplesChunksTest"):
+        assert any(l == name or l.startswith(name + "/") for l in labels), name
+
+
+def test_dataflow_without_project_is_refused_before_submitting():
+    from birdclef.pipeline import runner
+
+    problems = runner.check_remote_options(runner.pipeline_options(["--runner=DataflowRunner"]))
+    assert any("--project" in p for p in problems) and any("--temp_location" in p for p in problems)
+    assert any("--setup_file" in p for p in problems)
