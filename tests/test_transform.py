@@ -170,3 +170,6 @@ def test_dataflow_without_project_is_refused_before_submitting():
     problems = runner.check_remote_options(runner.pipeline_options(["--runner=DataflowRunner"]))
     assert any("--project" in p for p in problems) and any("--temp_location" in p for p in problems)
     assert any("--setup_file" in p for p in problems)
+    dask = runner.check_remote_options(runner.pipeline_options(
+        ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"]))
+    assert len(dask) == 1 and "DaskRunner is refused" in dask[0]

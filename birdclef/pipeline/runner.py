@@ -42,6 +42,11 @@ def check_remote_options(options) -> list[str]:
 
     runner = options.view_as(StandardOptions).runner or ""
     problems = []
+    if "DaskRunner" in runner:
+        problems.append("DaskRunner is refused: with Beam 2.77 on a dask.distributed LocalCluster it finished "
+                        "stage 1 without error but routed every tagged output into one sink's temp files and left "
+                        "the final files empty (and it fails inside TF Transform analyzers). Use DirectRunner "
+                        "(--direct_running_mode=multi_processing) on one machine, or Dataflow/Flink/Spark")
     if runner.endswith("DataflowRunner"):
         gc = options.view_as(GoogleCloudOptions)
         for name in ("project", "region", "temp_location"):
