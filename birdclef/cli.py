@@ -139,6 +139,32 @@ def cmd_transform(args) -> int:
     return EXIT_OK if m["processed"] else EXIT_NOTHING_PROCESSED
 
 
+# ---------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    from birdclef import models, train
+
+    if args.model == "list":
+        print("\n".join(models.describe()))
+        return EXIT_OK
+    if not args.data_path or not args.ckpt_dir:
+        _err("train needs --data_path (a transform work dir) and --ckpt_dir")
+        return EXIT_BAD_INPUT
+    cfg = train.TrainConfig(
+        data_path=args.data_path, ckpt_dir=args.ckpt_dir, batch_size=args.batch_size, epochs=args.epochs,
+        cache_dir=args.cache_dir, data_percent=args.data_percent, model=args.model, loss=args.loss,
+        embedding_dim=args.embedding_dim, lr=args.lr, seed=args.seed, margin=args.margin,
+        early_stopping=args.early_stopping, jit_compile=not args.no_jit, mixed_precision=args.mixed_precision,
+        steps_per_epoch=args.steps_per_epoch)
+    m = train.run(cfg)
+    t = m["test"]
+    if t.get("chunks"):
+        print(f"train: test split k-NN top-1 {t['knn_top1']:.3f}, classifier top-1 {t['classifier_top1']:.3f} "
+              f"(chance {t['chance_uniform']:.3f} uniform, {t['chance_majority']:.3f} majority; {t['chunks']} chunks)")
+    print(f"train: checkpoints in {args.ckpt_dir}/ckpt, best in {args.ckpt_dir}/best, "
+          f"metrics {args.ckpt_dir}/metrics.json, SavedModel {args.ckpt_dir}/export")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -159,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate a synthetic BirdCLEF-layout dataset in WORK_DIR/data and run "
                                    "every available stage on it, then list what was made.")
     p.add_argument("--work-dir", default="birdclef-demo", help="where everything goes (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=15, help="training epochs of the demo model (default %(default)s)")
     add_synth_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -185,6 +212,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", required=True, help="work directory holding preprocess/ (local or gs://)")
     p.set_defaults(func=cmd_transform, beam_args=[])
 
+    from birdclef.train import LOSSES, TrainConfig
+
+    d = TrainConfig(data_path="", ckpt_dir="")
+    p = sub.add_parser("train", help="train triplet / classification embedding models on the transform output",
+                       description="Train an embedding model (and class head) on WORK_DIR/transform/tft. Running the "
+                                   "same command again resumes after the last finished epoch.")
+    p.add_argument("--data_path", help="work directory holding transform/ (local or gs://)")
+    p.add_argument("--ckpt_dir", help="checkpoints, TensorBoard logs, metrics and the exported SavedModel")
+    p.add_argument("--batch_size", type=int, default=d.batch_size, help="default %(default)s")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    p.add_argument("--cache_dir", help="cache parsed input here (reused across runs while the data is the same)")
+    p.add_argument("--data_percent", type=float, default=d.data_percent,
+                   help="percent of recordings per species to train on (default %(default)s)")
+    p.add_argument("--model", default=d.model, help="architecture, or 'list' (default %(default)s)")
+    p.add_argument("--loss", default=d.loss, choices=LOSSES, help="default %(default)s")
+    p.add_argument("--embedding_dim", type=int, default=d.embedding_dim, help="default %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--margin", type=float, default=d.margin, help="triplet margin (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
+    p.add_argument("--early_stopping", type=int, default=0, help="stop after N epochs without validation gain")
+    p.add_argument("--steps_per_epoch", type=int, default=0, help="0: one pass over the training data")
+    p.add_argument("--no_jit", action="store_true", help="turn off XLA jit_compile for the train step")
+    p.add_argument("--mixed_precision", action="store_true", help="float16 compute (for GPUs)")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")
     p.add_argument("--out", required=True, help="output folder (local path or gs://, s3://)")
@@ -207,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from birdclef.audio import AudioError
     from birdclef.data.metadata import MetadataError
     from birdclef.stages import StageConflict
+    from birdclef.train import TrainError
     from birdclef.transform import TransformError
 
     import logging
@@ -228,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in e.problems:
             _err(f"{e.path}: {p}")
         return EXIT_BAD_INPUT
-    except (AudioError, StageConflict, TransformError) as e:
+    except (AudioError, StageConflict, TransformError, TrainError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -13,9 +13,10 @@ def _list_outputs(work_dir: str) -> list[str]:
 
     lines, bulk = [], collections.defaultdict(lambda: [0, 0])
     for p in fileio.list_files(work_dir, ("",)):
-        sub = next((d for d in ("transform_fn", "transformed_metadata", "metadata") if f"/tft/{d}/" in p), None)
+        sub = next((d for d in ("/tft/transform_fn/", "/tft/transformed_metadata/", "/tft/metadata/",
+                                 "/model/export/", "/model/ckpt/", "/model/best/", "/model/logs/") if d in p), None)
         if sub:
-            bulk[p.split(f"/tft/{sub}/")[0] + f"/tft/{sub}/"][0] += 1
+            bulk[p.split(sub)[0] + sub][0] += 1
             continue
         ext = p.rsplit(".", 1)[-1]
         if ext in ("tfrecord", "jsonl", "ogg"):
@@ -57,6 +58,16 @@ def run(args) -> int:
     steps.append(f"transform {work}/transform: {tm['processed']} decoded, {tm['quarantined']} quarantined, "
                  f"chunks {tm['chunks_per_split']}, {tm['triples']} triples, "
                  f"{tm['soundscape_windows']} soundscape windows")
+
+    from birdclef import train
+
+    ckpt = fileio.join(work, "model")
+    m = train.run(train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=32, epochs=args.epochs,
+                                    model="dilated_cnn", loss="batch_hard+classify", seed=args.seed))
+    t = m["test"]
+    steps.append(f"train     {ckpt}: dilated_cnn, {m['epochs_trained']} epochs; test split k-NN top-1 "
+                 f"{t.get('knn_top1', float('nan')):.3f}, classifier top-1 {t.get('classifier_top1', float('nan')):.3f} "
+                 f"(chance {t.get('chance_uniform', float('nan')):.3f}); SavedModel {ckpt}/export")
 
     print(f"\nbirdclef demo finished in {time.time() - t0:.0f} s. What it made:")
     for line in steps:

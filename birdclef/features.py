@@ -56,12 +56,14 @@ def cut_chunks(wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES, offset: 
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_matrix(cfg: FeatureConfig):
+def _mel_matrix(cfg: FeatureConfig) -> np.ndarray:
+    """The mel filterbank as a numpy array (computed eagerly, so it is safe to reuse in any graph)."""
     import tensorflow as tf
 
-    return tf.signal.linear_to_mel_weight_matrix(
-        num_mel_bins=cfg.n_mels, num_spectrogram_bins=cfg.n_fft // 2 + 1, sample_rate=cfg.sample_rate,
-        lower_edge_hertz=cfg.fmin, upper_edge_hertz=cfg.fmax)
+    with tf.init_scope():
+        return tf.signal.linear_to_mel_weight_matrix(
+            num_mel_bins=cfg.n_mels, num_spectrogram_bins=cfg.n_fft // 2 + 1, sample_rate=cfg.sample_rate,
+            lower_edge_hertz=cfg.fmin, upper_edge_hertz=cfg.fmax).numpy()
 
 
 def logmel_tf(chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
@@ -73,7 +75,7 @@ def logmel_tf(chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
     stft = tf.signal.stft(chunks, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
                           fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=True)
     power = tf.math.square(tf.math.abs(stft))
-    mel = tf.tensordot(power, _mel_matrix(cfg), 1)
+    mel = tf.tensordot(power, tf.constant(_mel_matrix(cfg)), 1)
     return tf.math.log(mel + 1e-6)
 
 
@@ -118,3 +120,21 @@ def stream_chunks(blocks, cfg: FeatureConfig = DEFAULT_FEATURES):
             yield 0, np.pad(buf, (0, size - len(buf)))
     elif last + size < total:
         yield total - size, buf[len(buf) - size:]
+
+
+def chunk_tf(wave, cfg: FeatureConfig = DEFAULT_FEATURES):
+    """TF ops version of `cut_chunks` (same rule as `chunk_starts`), for exported models.
+
+    Returns (chunks [n, chunk_samples], start sample of each chunk [n])."""
+    import tensorflow as tf
+
+    size = chunk_samples(cfg)
+    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    n = tf.shape(wave)[0]
+    wave = tf.pad(wave, [[0, tf.maximum(0, size - n)]])
+    total = tf.maximum(n, size)
+    starts = tf.range((total - size) // hop + 1) * hop
+    starts = tf.cond(starts[-1] + size < total,
+                     lambda: tf.concat([starts, [total - size]], 0), lambda: starts)
+    chunks = tf.gather(wave, starts[:, None] + tf.range(size)[None, :])
+    return chunks, starts

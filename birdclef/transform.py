@@ -52,7 +52,10 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
                              f"{work_dir} --data-dir ...` first")
     pre_params = json.loads(fileio.read_text(marker))["params"]
     acfg = AudioConfig(sample_rate=feature_cfg.sample_rate, min_duration_s=pre_params["min_duration_s"])
-    params = {"preprocess": pre_params, "features": dataclasses.asdict(feature_cfg), "audio": dataclasses.asdict(acfg)}
+    from birdclef.pipeline.records import FORMAT_VERSION
+
+    params = {"preprocess": pre_params, "features": dataclasses.asdict(feature_cfg), "audio": dataclasses.asdict(acfg),
+              "records_format": FORMAT_VERSION}
     root = fileio.join(work_dir, "transform")
     chunks_dir, pairs_dir, tft_dir = (fileio.join(root, d) for d in ("chunks", "pairs", "tft"))
 

@@ -12,7 +12,7 @@ def run_cli(*args):
 
 def test_help_lists_only_working_commands():
     out = run_cli("--help").stdout
-    for cmd in ("demo", "synth", "validate"):
+    for cmd in ("demo", "synth", "validate", "preprocess", "transform", "train"):
         assert cmd in out
 
 
@@ -57,10 +57,15 @@ def test_missing_dataset_and_bad_columns_are_one_line_errors(tmp_path):
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     work = tmp_path / "demo"
-    args = ["demo", "--work-dir", str(work), "--species", "3", "--recordings-per-species", "3", "--soundscapes", "1"]
+    args = ["demo", "--work-dir", str(work), "--epochs", "1", "--species", "3", "--recordings-per-species", "3",
+            "--soundscapes", "1"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "birdclef demo finished" in out and str(work / "data" / "train_metadata.csv") in out
+    for made in ("preprocess/train_metadata_pos_neg.csv", "transform/manifest.json", "model/metrics.json",
+                 "model/export/saved_model.pb"):
+        assert (work / made).exists(), made
+    assert "test split k-NN top-1" in out
     # same parameters: kept, not remade
     mtime = (work / "data" / "train_metadata.csv").stat().st_mtime_ns
     assert cli.main(args) == 0

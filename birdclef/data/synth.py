@@ -28,7 +28,8 @@ from birdclef.config import NOCALL
 from birdclef.data.metadata import TRAIN_METADATA_COLUMNS
 
 CALL_KINDS = ("sweep_up", "sweep_down", "harmonic", "trill", "two_note", "warble")
-NONBIRD_CATEGORIES = ("engine", "rain", "wind", "dog_bark", "footsteps")
+NONBIRD_CATEGORIES = ("background", "engine", "rain", "wind", "dog_bark", "footsteps")
+MAX_CALL_GAP_S = 0.8  # calls come at least this often, so every 2 s chunk of a recording holds a call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,7 @@ class SynthConfig:
     recordings_per_species: int = 8
     soundscapes: int = 2
     test_soundscapes: int = 1
-    nonbird_per_category: int = 3
+    nonbird_per_category: int = 4
     seed: int = 0
     sample_rate: int = 32000
     min_duration_s: float = 3.0
@@ -137,7 +138,7 @@ def _place_calls(buf: np.ndarray, sp: Species, sr: int, rng: np.random.Generator
         j = min(len(buf), i + len(c), int(end * sr))
         if j > i:
             buf[i:j] += c[: j - i]
-        t += sp.call_len + rng.exponential(1.0 / sp.calls_per_s)
+        t += sp.call_len + min(rng.exponential(1.0 / sp.calls_per_s), MAX_CALL_GAP_S)
 
 
 def _mix(signal: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -177,6 +178,8 @@ def nonbird(category: str, duration: float, sr: int, rng: np.random.Generator) -
             tt = np.arange(m) / sr
             bark = np.sin(2 * np.pi * rng.uniform(300, 700) * tt) * np.exp(-tt * 15)
             x[i:i + m] += (bark + 0.5 * rng.standard_normal(m) * np.exp(-tt * 20)).astype(np.float32)
+    elif category == "background":  # field background with no call: the noises bird recordings sit in
+        x = _noise(n, sr, rng, str(rng.choice(["white", "pink", "brown", "wind"])))
     else:  # footsteps
         x = 0.05 * _noise(n, sr, rng, "brown")
         step = rng.uniform(0.4, 0.7)

@@ -24,6 +24,8 @@ from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 from birdclef.features import mel_shape
 
 STRING_FEATURES = ("recording_id", "label", "labels", "split", "row_id")
+# Bumped whenever the record layout changes, so finished outputs of an older layout are not reused.
+FORMAT_VERSION = 2
 
 
 def _bytes(v):

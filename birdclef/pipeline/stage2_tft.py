@@ -147,3 +147,25 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
                  | f"Assemble{name}" >> beam.FlatMap(_assemble)
                  | f"WriteTriples{name}" >> beam.io.WriteToTFRecord(fileio.join(out, split, "triples"),
                                                                    file_name_suffix=".tfrecord"))
+
+
+def fitted_normalisation(tft_dir: str, cfg: FeatureConfig):
+    """(mean, std) per mel band as fitted by stage 2, read back through the saved transform_fn.
+
+    Used to put the very same normalisation inside exported models as constants,
+    so serving needs neither TF Transform nor birdclef."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from birdclef.features import mel_shape
+
+    out = tft.TFTransformOutput(tft_dir)
+    probe = {k: tf.constant([""]) for k in ("recording_id", "label", "labels", "split", "row_id")}
+    probe["chunk_index"] = tf.constant([0], tf.int64)
+    values = []
+    for v in (0.0, 1.0):
+        probe["mel"] = tf.constant([np.full(mel_shape(cfg), v, "<f4").tobytes()])
+        values.append(out.transform_raw_features(probe)["mel"].numpy()[0, 0].astype(np.float64))
+    std = 1.0 / (values[1] - values[0])
+    mean = -values[0] * std
+    return mean.astype(np.float32), std.astype(np.float32)

@@ -1,0 +1,56 @@
+"""Export a trained model as a SavedModel that takes raw audio.
+
+Signature `serving_default(waveform: float32 [n])` on 32 kHz mono audio of any
+length returns
+  embedding      [chunks, D]   L2-normalised embeddings, one per 2 s chunk
+  scores         [chunks, C]   class probabilities (softmax; classes in `labels`)
+  chunk_start_s  [chunks]      where each chunk starts, seconds
+and signature `labels()` returns the class names. Chunking, the log-mel
+(`birdclef.features.logmel_tf`) and the per-band normalisation fitted by TF
+Transform on the train split (as constants read back from transform_fn) are
+inside, so it loads and runs with plain TensorFlow:
+
+    m = tf.saved_model.load(path)
+    out = m.signatures["serving_default"](waveform=tf.constant(audio_32k_mono))
+"""
+from __future__ import annotations
+
+import json
+
+from birdclef import fileio
+from birdclef.config import DEFAULT_FEATURES, FeatureConfig
+
+
+def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+    import tensorflow as tf
+
+    from birdclef.features import chunk_tf, logmel_tf
+    from birdclef.pipeline.stage2_tft import fitted_normalisation
+
+    mean, std = fitted_normalisation(tft_dir, cfg)
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.mean = tf.Variable(mean, trainable=False, name="mel_mean")
+            self.std = tf.Variable(std, trainable=False, name="mel_std")
+            self.class_names = tf.Variable(classes, trainable=False, name="classes")
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
+        def serve(self, waveform):
+            chunks, starts = chunk_tf(waveform, cfg)
+            mel = (logmel_tf(chunks, cfg) - self.mean) / self.std
+            out = self.model(mel, training=False)
+            return {"embedding": out["embedding"], "scores": tf.nn.softmax(out["logits"], -1),
+                    "chunk_start_s": tf.cast(starts, tf.float32) / float(cfg.sample_rate)}
+
+        @tf.function(input_signature=[])
+        def labels(self):
+            return {"classes": tf.identity(self.class_names)}
+
+    module = Serving()
+    tf.saved_model.save(module, out, signatures={"serving_default": module.serve, "labels": module.labels})
+    fileio.write_text(fileio.join(out, "birdclef.json"), json.dumps(
+        {"classes": classes, "features": json.loads(cfg.to_json())}, indent=2))
+    return out

@@ -1,0 +1,22 @@
+"""MobileNetV2 from `tf_keras.applications` (width 0.5, random init), adapted to one-channel mel input.
+
+The log-mel [frames, n_mels] becomes a one-channel image; no ImageNet weights
+(they expect three-channel photographs and cannot be downloaded here anyway).
+Parameters at the defaults (200 x 128 mel, D=128, 16 classes): 871,968.
+"""
+from __future__ import annotations
+
+import tf_keras as keras
+
+from birdclef.models.heads import outputs
+
+SUMMARY = "MobileNetV2 (alpha 0.5) from tf_keras.applications, one-channel input, 0.87 M parameters"
+
+
+def build(mel_shape, embedding_dim: int, n_classes: int, alpha: float = 0.5):
+    inp = keras.Input(shape=mel_shape, name="mel")
+    x = keras.layers.Reshape((*mel_shape, 1))(inp)
+    backbone = keras.applications.MobileNetV2(input_shape=(*mel_shape, 1), alpha=alpha, include_top=False,
+                                              weights=None, pooling="avg")
+    pooled = backbone(x)
+    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes), name="mobilenet")

@@ -1,0 +1,420 @@
+"""`birdclef train`: triplet / online-mined / classification training on the transform output.
+
+Losses (`--loss`):
+  triplet              explicit (anchor, positive, negative) chunk triples from the transform
+                       (the original design), triplet margin loss on L2-normalised embeddings
+  batch_hard           online mining on class-balanced batches of labelled chunks: for each
+                       anchor the farthest positive and the nearest negative in the batch
+  classify             softmax classification head only (species + nocall)
+  triplet+classify     explicit triples, plus the class head on anchors and negatives
+  batch_hard+classify  online mining plus the class head, on the same balanced batches
+
+Checkpoints every epoch in CKPT_DIR/ckpt (weights, optimiser state, epoch): running the
+same command again resumes after the last finished epoch. The best epoch by validation
+k-NN top-1 accuracy is kept in CKPT_DIR/best; `--early_stopping N` stops after N epochs
+without improvement. TensorBoard logs in CKPT_DIR/logs. At the end the best weights are
+evaluated on the test split (CKPT_DIR/metrics.json) and exported as a SavedModel that
+takes raw 32 kHz audio (CKPT_DIR/export, see birdclef.export).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+from birdclef import fileio, stages
+from birdclef.config import DEFAULT_FEATURES, NOCALL, FeatureConfig
+
+LOSSES = ("triplet", "batch_hard", "classify", "triplet+classify", "batch_hard+classify")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    data_path: str
+    ckpt_dir: str
+    batch_size: int = 64
+    epochs: int = 10
+    cache_dir: str | None = None
+    data_percent: float = 100.0
+    model: str = "dilated_cnn"
+    loss: str = "batch_hard+classify"
+    embedding_dim: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    margin: float = 0.3
+    early_stopping: int = 0
+    jit_compile: bool = True
+    mixed_precision: bool = False
+    steps_per_epoch: int = 0          # 0: one pass over the training data
+    knn_k: int = 5
+
+    def identity(self) -> dict:
+        """What makes a run: changing these on an existing ckpt_dir is refused."""
+        return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed")}
+
+
+class TrainError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- data
+def read_recordings(data_path: str) -> pd.DataFrame:
+    p = fileio.join(data_path, "preprocess", "recordings.csv")
+    if not fileio.exists(p) or not fileio.exists(stages.marker(fileio.join(data_path, "transform", "tft"))):
+        raise TrainError(f"{data_path} holds no finished transform; fix: run `birdclef preprocess` and "
+                         f"`birdclef transform --work-dir {data_path}` first")
+    return pd.read_csv(io.StringIO(fileio.read_text(p)), dtype=str, keep_default_na=False)
+
+
+def class_names(rec: pd.DataFrame) -> list[str]:
+    """Bird labels in sorted order, then `nocall` last."""
+    return sorted(set(rec["label"]) - {NOCALL}) + [NOCALL]
+
+
+def select_recordings(rec: pd.DataFrame, percent: float, seed: int) -> set[str]:
+    """A species-stratified fraction of recordings (at least one per label and split)."""
+    if percent >= 100:
+        return set(rec["recording_id"])
+    rng = np.random.default_rng([seed, 13])
+    keep = set()
+    for _, grp in rec.groupby(["label", "split"]):
+        ids = sorted(grp["recording_id"])
+        n = max(1, int(math.ceil(len(ids) * percent / 100.0)))
+        keep.update(ids[i] for i in rng.permutation(len(ids))[:n])
+    return keep
+
+
+def _table(keys: list[str], values: list[int], default: int):
+    import tensorflow as tf
+
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string), tf.constant(values, tf.int64)), default)
+
+
+class Data:
+    """tf.data pipelines over WORK_DIR/transform/tft for one training configuration."""
+
+    def __init__(self, cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES):
+        import tensorflow as tf
+
+        self.cfg, self.fcfg = cfg, feature_cfg
+        self.rec = read_recordings(cfg.data_path)
+        self.classes = class_names(self.rec)
+        self.allowed = select_recordings(self.rec, cfg.data_percent, cfg.seed)
+        self.tft_dir = fileio.join(cfg.data_path, "transform", "tft")
+        self.label_ids = _table(self.classes, list(range(len(self.classes))), -1)
+        # soundscape nocall chunks have no row in recordings.csv: always allowed
+        self.allowed_table = _table(sorted(self.allowed), [1] * len(self.allowed), 0)
+        self.tf = tf
+
+    def _files(self, split: str, kind: str) -> list[str]:
+        return sorted(self.tf.io.gfile.glob(fileio.join(self.tft_dir, split, f"{kind}-*.tfrecord")))
+
+    def _fingerprint(self, split: str, kind: str) -> str:
+        h = hashlib.sha256()
+        for f in self._files(split, kind):
+            h.update(f"{f}:{self.tf.io.gfile.stat(f).length}:{self.tf.io.gfile.stat(f).mtime_nsec}".encode())
+        h.update(json.dumps([self.cfg.data_percent, self.cfg.seed, sorted(self.allowed)]).encode())
+        return h.hexdigest()[:16]
+
+    def _cached(self, ds, split: str, kind: str):
+        """Cache parsed examples: in memory, or in --cache_dir under a name that changes with the
+        input files and the selection, so a valid cache is reused across runs."""
+        if not self.cfg.cache_dir:
+            return ds.cache()
+        fileio.makedirs(self.cfg.cache_dir)
+        base = fileio.join(self.cfg.cache_dir, f"{split}-{kind}-{self._fingerprint(split, kind)}")
+        if not self.tf.io.gfile.exists(base + ".index"):  # an interrupted first epoch leaves a lock
+            for stale in self.tf.io.gfile.glob(base + "*"):
+                self.tf.io.gfile.remove(stale)
+        return ds.cache(base)
+
+    def _records(self, split: str, kind: str, spec: dict, id_key: str):
+        from birdclef.pipeline.records import decode_mel
+
+        tf = self.tf
+        files = self._files(split, kind)
+        if not files:
+            raise TrainError(f"no {kind} TFRecords for split {split} in {self.tft_dir}")
+        ds = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).batch(256)
+
+        def parse(x):
+            ex = tf.io.parse_example(x, spec)
+            for k in list(ex):
+                if k.endswith("mel"):
+                    ex[k] = decode_mel(ex[k], self.fcfg)
+            return ex
+
+        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        return ds.filter(lambda e: tf.logical_or(
+            self.allowed_table.lookup(e[id_key]) > 0, tf.strings.regex_full_match(e[id_key], "soundscape/.*")))
+
+    def chunks(self, split: str):
+        """(mel, class id) per chunk, cached."""
+        from birdclef.pipeline.records import chunk_feature_spec
+
+        tf = self.tf
+        ds = self._records(split, "chunks", chunk_feature_spec(self.fcfg), "recording_id")
+        ds = ds.map(lambda e: (e["mel"], self.label_ids.lookup(e["label"])), num_parallel_calls=tf.data.AUTOTUNE)
+        return self._cached(ds, split, "chunks")
+
+    def triples(self, split: str):
+        """((anchor, positive, negative), (anchor class, negative class)), cached."""
+        from birdclef.pipeline.records import triple_feature_spec
+
+        tf = self.tf
+        ds = self._records(split, "triples", triple_feature_spec(self.fcfg), "anchor_id")
+        ds = ds.map(lambda e: ((e["anchor_mel"], e["positive_mel"], e["negative_mel"]),
+                               (self.label_ids.lookup(e["anchor_label"]), self.label_ids.lookup(e["negative_label"]))),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return self._cached(ds, split, "triples")
+
+    def count(self, split: str, kind: str) -> int:
+        ds = self.chunks(split) if kind == "chunks" else self.triples(split)
+        return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+    def train_dataset(self):
+        """The training input pipeline for the configured loss; returns (dataset, steps per epoch)."""
+        tf = self.tf
+        b = self.cfg.batch_size
+        if self.cfg.loss.startswith("triplet"):
+            ds = self.triples("train")
+            n = self.count("train", "triples")
+            ds = ds.shuffle(min(n, 4096), seed=self.cfg.seed, reshuffle_each_iteration=True).repeat()
+        else:
+            ds = self.chunks("train")
+            n = self.count("train", "chunks")
+            # class-balanced batches: sample every class equally often
+            per_class = [ds.filter(lambda x, y, c=c: tf.equal(y, c)).repeat().shuffle(512, seed=self.cfg.seed + c)
+                         for c in range(len(self.classes)) if self._has_class(c)]
+            ds = tf.data.Dataset.sample_from_datasets(per_class, seed=self.cfg.seed, stop_on_empty_dataset=False)
+        if n == 0:
+            raise TrainError("the training split is empty after --data_percent selection")
+        steps = self.cfg.steps_per_epoch or max(1, n // b)
+        return ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
+
+    def _has_class(self, c: int) -> bool:
+        name = self.classes[c]
+        return bool(((self.rec["label"] == name) & (self.rec["split"] == "train")
+                     & self.rec["recording_id"].isin(self.allowed)).any())
+
+
+# ---------------------------------------------------------------- losses
+def pairwise_sq_dist(e):
+    import tensorflow as tf
+
+    dot = tf.matmul(e, e, transpose_b=True)
+    sq = tf.linalg.diag_part(dot)
+    return tf.maximum(sq[:, None] - 2.0 * dot + sq[None, :], 0.0)
+
+
+def triplet_loss(a, p, n, margin: float):
+    import tensorflow as tf
+
+    dp = tf.reduce_sum(tf.square(a - p), -1)
+    dn = tf.reduce_sum(tf.square(a - n), -1)
+    return tf.reduce_mean(tf.nn.relu(dp - dn + margin))
+
+
+def batch_hard_loss(emb, labels, margin: float):
+    """Batch-hard triplet loss (Hermans et al. 2017) over anchors that have a positive."""
+    import tensorflow as tf
+
+    d = pairwise_sq_dist(emb)
+    same = tf.equal(labels[:, None], labels[None, :])
+    eye = tf.eye(tf.shape(labels)[0], dtype=tf.bool)
+    pos_mask = tf.logical_and(same, tf.logical_not(eye))
+    hardest_pos = tf.reduce_max(tf.where(pos_mask, d, 0.0), axis=1)
+    hardest_neg = tf.reduce_min(tf.where(same, 1e9, d), axis=1)
+    valid = tf.cast(tf.reduce_any(pos_mask, axis=1), d.dtype)
+    per = tf.nn.relu(hardest_pos - hardest_neg + margin) * valid
+    return tf.reduce_sum(per) / tf.maximum(tf.reduce_sum(valid), 1.0)
+
+
+def make_train_step(model, optimizer, cfg: TrainConfig):
+    import tensorflow as tf
+
+    classify = cfg.loss.endswith("classify")
+    triple_input = cfg.loss.startswith("triplet")
+
+    def xent(y, logits):
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            if triple_input:
+                a, p, n = x
+                ya, yn = y
+                b = tf.shape(a)[0]
+                out = model(tf.concat([a, p, n], 0), training=True)
+                e = out["embedding"]
+                loss = triplet_loss(e[:b], e[b:2 * b], e[2 * b:], cfg.margin)
+                if classify:
+                    loss += xent(tf.concat([ya, yn], 0), tf.concat([out["logits"][:b], out["logits"][2 * b:]], 0))
+            else:
+                out = model(x, training=True)
+                loss = tf.constant(0.0)
+                if cfg.loss.startswith("batch_hard"):
+                    loss += batch_hard_loss(out["embedding"], y, cfg.margin)
+                if classify:
+                    loss += xent(y, out["logits"])
+            loss += tf.add_n(model.losses) if model.losses else 0.0
+            scaled = optimizer.get_scaled_loss(loss) if cfg.mixed_precision else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        if cfg.mixed_precision:
+            grads = optimizer.get_unscaled_gradients(grads)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return tf.function(step, jit_compile=cfg.jit_compile)
+
+
+# ---------------------------------------------------------------- evaluation
+def embed(model, ds, batch_size: int = 128):
+    """Embeddings, logits and class ids of a (mel, class) dataset."""
+    import tensorflow as tf
+
+    infer = tf.function(lambda x: model(x, training=False))
+    embs, logits, ys = [], [], []
+    for x, y in ds.batch(batch_size):
+        out = infer(x)
+        embs.append(out["embedding"].numpy())
+        logits.append(out["logits"].numpy())
+        ys.append(y.numpy())
+    if not embs:
+        return np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0, np.int64)
+    return np.concatenate(embs), np.concatenate(logits), np.concatenate(ys)
+
+
+def knn_top1(ref_e, ref_y, q_e, q_y, k: int = 5) -> float:
+    """Top-1 accuracy of a cosine k-NN vote (embeddings are L2-normalised)."""
+    if len(q_e) == 0 or len(ref_e) == 0:
+        return float("nan")
+    sims = q_e @ ref_e.T
+    k = min(k, len(ref_e))
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    n_cls = int(max(ref_y.max(), q_y.max())) + 1
+    votes = np.zeros((len(q_e), n_cls))
+    for j in range(k):
+        np.add.at(votes, (np.arange(len(q_e)), ref_y[idx[:, j]]), sims[np.arange(len(q_e)), idx[:, j]] + 1.0)
+    return float((votes.argmax(1) == q_y).mean())
+
+
+def evaluate_split(model, data: Data, split: str, k: int) -> dict:
+    ref_e, _, ref_y = embed(model, data.chunks("train"))
+    e, logits, y = embed(model, data.chunks(split))
+    if len(y) == 0:
+        return {"split": split, "chunks": 0}
+    counts = np.bincount(y, minlength=len(data.classes))
+    return {
+        "split": split, "chunks": int(len(y)),
+        "knn_top1": knn_top1(ref_e, ref_y, e, y, k),
+        "classifier_top1": float((logits.argmax(1) == y).mean()),
+        "chance_uniform": 1.0 / int((counts > 0).sum()),
+        "chance_majority": float(counts.max() / counts.sum()),
+        "classes_present": int((counts > 0).sum()),
+    }
+
+
+# ---------------------------------------------------------------- the run
+def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=print) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    from birdclef import export, models
+
+    if cfg.loss not in LOSSES:
+        raise TrainError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
+    if cfg.model not in models.REGISTRY:
+        raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
+    fileio.makedirs(cfg.ckpt_dir)
+    run_file = fileio.join(cfg.ckpt_dir, "run.json")
+    if fileio.exists(run_file):
+        old = json.loads(fileio.read_text(run_file))["identity"]
+        if old != json.loads(json.dumps(cfg.identity())):
+            diff = sorted(k for k in old if old[k] != cfg.identity().get(k))
+            raise stages.StageConflict(f"{cfg.ckpt_dir} holds a training run with other settings "
+                                       f"(differing: {', '.join(diff)}); fix: use another --ckpt_dir")
+    fileio.write_text(run_file, json.dumps({"identity": cfg.identity(), "config": dataclasses.asdict(cfg)}, indent=2))
+
+    tf.random.set_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    data = Data(cfg, feature_cfg)
+    fileio.write_text(fileio.join(cfg.ckpt_dir, "classes.json"), json.dumps(data.classes))
+    from birdclef.features import mel_shape
+
+    model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes))
+    optimizer = keras.optimizers.Adam(cfg.lr)
+    if cfg.mixed_precision:
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")
+    best_var = tf.Variable(-1.0, dtype=tf.float64, name="best_metric")
+    stale_var = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best_var, stale=stale_var)
+    manager = tf.train.CheckpointManager(ckpt, fileio.join(cfg.ckpt_dir, "ckpt"), max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        log(f"train: resuming from {manager.latest_checkpoint} after epoch {int(epoch_var.numpy())}")
+    best_path = fileio.join(cfg.ckpt_dir, "best", "weights")
+    writer = tf.summary.create_file_writer(fileio.join(cfg.ckpt_dir, "logs"))
+
+    train_ds, steps = data.train_dataset()
+    step_fn = make_train_step(model, optimizer, cfg)
+    it = iter(train_ds)
+    has_val = bool(data._files("val", "chunks")) and data.count("val", "chunks") > 0
+    history = []
+    start_epoch = int(epoch_var.numpy())
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        if cfg.early_stopping and int(stale_var.numpy()) >= cfg.early_stopping:
+            log(f"train: early stopping, no improvement for {cfg.early_stopping} epochs")
+            break
+        t0 = time.perf_counter()
+        losses = []
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="step", disable=None, leave=False)
+        for _ in bar:
+            x, y = next(it)
+            losses.append(float(step_fn(x, y)))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}",
+                            ex_s=f"{len(losses) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
+        dt = time.perf_counter() - t0
+        entry = {"epoch": epoch, "loss": float(np.mean(losses)), "examples_per_s": steps * cfg.batch_size / dt}
+        if has_val:
+            entry.update({f"val_{k}": v for k, v in evaluate_split(model, data, "val", cfg.knn_k).items()
+                          if k in ("knn_top1", "classifier_top1")})
+        metric = entry.get("val_knn_top1", -entry["loss"])
+        with writer.as_default():
+            for k, v in entry.items():
+                if k != "epoch":
+                    tf.summary.scalar(k, v, step=epoch)
+        if metric > best_var.numpy():
+            best_var.assign(metric)
+            stale_var.assign(0)
+            model.save_weights(best_path)
+            fileio.write_text(fileio.join(cfg.ckpt_dir, "best", "best.json"), json.dumps(entry, indent=2))
+        else:
+            stale_var.assign_add(1)
+        epoch_var.assign(epoch)
+        manager.save(checkpoint_number=epoch)
+        history.append(entry)
+        log("train: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
+
+    if fileio.exists(best_path + ".index"):
+        model.load_weights(best_path)
+    metrics = {"model": cfg.model, "loss": cfg.loss, "params": int(model.count_params()),
+               "classes": data.classes, "epochs_trained": int(epoch_var.numpy()),
+               "best": json.loads(fileio.read_text(fileio.join(cfg.ckpt_dir, "best", "best.json")))
+               if fileio.exists(fileio.join(cfg.ckpt_dir, "best", "best.json")) else None,
+               "test": evaluate_split(model, data, "test", cfg.knn_k), "history": history}
+    fileio.write_text(fileio.join(cfg.ckpt_dir, "metrics.json"), json.dumps(metrics, indent=2))
+    export.export(model, data.classes, data.tft_dir, fileio.join(cfg.ckpt_dir, "export"), feature_cfg)
+    return metrics

@@ -1,0 +1,154 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from birdclef import features, models, preprocess, train, transform
+from birdclef.data import synth
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A small synthetic dataset taken through preprocess and transform."""
+    root = tmp_path_factory.mktemp("trainwork")
+    data = str(root / "data")
+    synth.generate(data, synth.SynthConfig(species=3, recordings_per_species=4, soundscapes=1, test_soundscapes=0,
+                                           nonbird_per_category=1, max_duration_s=5.0, soundscape_duration_s=15.0))
+    w = str(root / "w")
+    preprocess.run(w, preprocess.PreprocessConfig(data_dir=data, nonbird_dirs=(f"{data}/nonbird",)),
+                   log=lambda s: None)
+    transform.run(w, ["--direct_running_mode=in_memory"], log=lambda s: None)
+    return w
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_each_architecture_builds_and_takes_a_step(name):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    shape = features.mel_shape()
+    model = models.build(name, shape, 32, 5)
+    cfg = train.TrainConfig(data_path="", ckpt_dir="", loss="batch_hard+classify", jit_compile=False)
+    opt = keras.optimizers.Adam(1e-3)
+    step = train.make_train_step(model, opt, cfg)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((8, *shape)).astype(np.float32))
+    y = tf.constant([0, 0, 1, 1, 2, 2, 3, 4], tf.int64)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    loss = float(step(x, y))
+    assert np.isfinite(loss) and loss > 0
+    assert int(opt.iterations.numpy()) == 1
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, model.trainable_weights))
+    out = model(x, training=False)
+    np.testing.assert_allclose(np.linalg.norm(out["embedding"].numpy(), axis=1), 1.0, rtol=1e-4)
+    assert out["logits"].shape == (8, 5)
+
+
+def test_batch_hard_loss_matches_brute_force():
+    rng = np.random.default_rng(1)
+    e = rng.standard_normal((10, 4)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 1])
+    expected = []
+    for i in range(10):
+        pos = [np.sum((e[i] - e[j]) ** 2) for j in range(10) if y[j] == y[i] and j != i]
+        neg = [np.sum((e[i] - e[j]) ** 2) for j in range(10) if y[j] != y[i]]
+        if pos:
+            expected.append(max(0.0, max(pos) - min(neg) + 0.3))
+    got = float(train.batch_hard_loss(e, y, 0.3))
+    assert got == pytest.approx(np.mean(expected), rel=1e-4)  # anchor 8 (class 3) has no positive: left out
+
+
+def test_chunk_tf_follows_the_chunking_rule():
+    for n in (100, 64000, 64001, 96000, 96100, 32000 * 7 + 5):
+        wave = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+        chunks, starts = features.chunk_tf(wave)
+        assert list(starts.numpy()) == features.chunk_starts(max(n, 64000))
+        np.testing.assert_array_equal(chunks.numpy(), features.cut_chunks(wave))
+
+
+def test_data_percent_is_stratified_by_recording(work):
+    rec = train.read_recordings(work)
+    half = train.select_recordings(rec, 50, 0)
+    for (label, split), grp in rec.groupby(["label", "split"]):
+        n = len(set(grp.recording_id) & half)
+        assert n == max(1, int(np.ceil(len(grp) * 0.5))), (label, split)
+    assert train.select_recordings(rec, 100, 0) == set(rec.recording_id)
+
+
+def _ckpt_value(ckpt_dir, name):
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(f"{ckpt_dir}/ckpt")
+    return int(tf.train.load_variable(latest, name))
+
+
+def test_resume_continues_from_saved_epoch_and_optimizer(work, tmp_path):
+    ckpt = str(tmp_path / "ck")
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=1, steps_per_epoch=2,
+                            model="dilated_cnn", loss="triplet+classify", jit_compile=False)
+    train.run(cfg, log=lambda s: None)
+    assert _ckpt_value(ckpt, "epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert _ckpt_value(ckpt, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    logs = []
+    import dataclasses
+
+    train.run(dataclasses.replace(cfg, epochs=2), log=logs.append)
+    assert any("resuming" in l and "after epoch 1" in l for l in logs)
+    assert sum(l.startswith("train: epoch") for l in logs) == 1  # only epoch 2 ran
+    assert _ckpt_value(ckpt, "epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
+    assert _ckpt_value(ckpt, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    from birdclef.stages import StageConflict
+
+    with pytest.raises(StageConflict, match="model"):
+        train.run(dataclasses.replace(cfg, model="crnn"), log=lambda s: None)
+
+
+def test_export_runs_without_birdclef_and_matches_training_model(work, tmp_path):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from birdclef import audio
+    from birdclef.features import mel_shape
+
+    ckpt = str(tmp_path / "ck")
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=1, steps_per_epoch=2,
+                            loss="batch_hard+classify", jit_compile=False)
+    metrics = train.run(cfg, log=lambda s: None)
+    assert metrics["test"]["chunks"] > 0 and 0 <= metrics["test"]["knn_top1"] <= 1
+    rec = train.read_recordings(work)
+    path = rec[rec.split == "test"].path.iloc[0]
+    wave = audio.load(path)
+    np.save(tmp_path / "wave.npy", wave)
+
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        m = tf.saved_model.load({str(tmp_path / 'ck' / 'export')!r})
+        out = m.signatures["serving_default"](waveform=tf.constant(np.load({str(tmp_path / 'wave.npy')!r})))
+        np.save({str(tmp_path / 'served.npy')!r}, out["embedding"].numpy())
+        np.save({str(tmp_path / 'scores.npy')!r}, out["scores"].numpy())
+        print(",".join(c.decode() for c in m.signatures["labels"]()["classes"].numpy()))
+        assert not any(k.startswith("birdclef") for k in sys.modules), "birdclef was imported"
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1].split(",") == json.load(open(f"{ckpt}/classes.json"))
+    served = np.load(tmp_path / "served.npy")
+
+    # training-time path: the one feature function, TFT's own transform, the trained weights
+    mel = features.logmel(features.cut_chunks(wave))
+    tf_out = tft.TFTransformOutput(f"{work}/transform/tft")
+    n = len(mel)
+    raw = {k: tf.constant([""] * n) for k in ("recording_id", "label", "labels", "split", "row_id")}
+    raw["chunk_index"] = tf.zeros([n], tf.int64)
+    raw["mel"] = tf.constant([m.astype("<f4").tobytes() for m in mel])
+    normed = tf_out.transform_raw_features(raw)["mel"]
+    model = models.build(cfg.model, mel_shape(), cfg.embedding_dim, len(metrics["classes"]))
+    model.load_weights(f"{ckpt}/best/weights")
+    expected = model(normed, training=False)["embedding"].numpy()
+    assert served.shape == expected.shape
+    np.testing.assert_allclose(served, expected, atol=2e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy").sum(1), 1.0, rtol=1e-5)
