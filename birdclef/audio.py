@@ -114,6 +114,20 @@ def probe(path: str) -> AudioInfo:
         return AudioInfo(str(path), int(snd.samplerate), int(snd.channels), int(snd.frames), snd.subtype, snd.format)
 
 
+def _check_header(path: str, frames: int, samplerate: int, cfg: AudioConfig) -> None:
+    if frames == 0:
+        raise AudioError(path, "empty", "header announces 0 frames")
+    if frames / samplerate < cfg.min_duration_s:
+        raise AudioError(path, "too_short", f"{frames / samplerate:.3f} s < {cfg.min_duration_s} s")
+
+
+def probe_usable(path: str, cfg: AudioConfig = DEFAULT_AUDIO) -> AudioInfo:
+    """`probe`, and raise for what the header already shows unusable (no frames, too short)."""
+    info = probe(path)
+    _check_header(info.path, info.frames, info.samplerate, cfg)
+    return info
+
+
 def duration(path: str) -> float:
     """Duration in seconds, from the header."""
     return probe(path).duration
@@ -136,10 +150,7 @@ def stream(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
     with _open(path) as snd:
         sr_in = int(snd.samplerate)
         expected = int(snd.frames)
-        if expected == 0:
-            raise AudioError(path, "empty", "header announces 0 frames")
-        if check and expected / sr_in < cfg.min_duration_s:
-            raise AudioError(path, "too_short", f"{expected / sr_in:.3f} s < {cfg.min_duration_s} s")
+        _check_header(path, expected, sr_in, cfg if check else AudioConfig(min_duration_s=0.0))
         block = max(1, int(cfg.block_s * sr_in))
         resampler = None
         if sr_in != cfg.sample_rate:

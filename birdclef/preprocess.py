@@ -63,12 +63,7 @@ def _probe_all(paths: list[str], cfg: AudioConfig, workers: int = 16) -> dict[st
 
     def one(p):
         try:
-            info = audio.probe(p)
-            if info.frames == 0:
-                raise audio.AudioError(p, "empty", "header announces 0 frames")
-            if info.duration < cfg.min_duration_s:
-                raise audio.AudioError(p, "too_short", f"{info.duration:.3f} s < {cfg.min_duration_s} s")
-            return p, info.duration
+            return p, audio.probe_usable(p, cfg).duration
         except audio.AudioError as e:
             return p, e
 

@@ -26,11 +26,7 @@ def check_audio(paths: list[str], cfg: AudioConfig = DEFAULT_AUDIO, decode: bool
             if decode:
                 audio.load(p, cfg)
             else:
-                info = audio.probe(p)
-                if info.frames == 0:
-                    raise audio.AudioError(p, "empty", "header announces 0 frames")
-                if info.duration < cfg.min_duration_s:
-                    raise audio.AudioError(p, "too_short", f"{info.duration:.3f} s < {cfg.min_duration_s} s")
+                audio.probe_usable(p, cfg)
             report.ok += 1
         except audio.AudioError as e:
             report.problems.append(str(e))
