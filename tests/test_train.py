@@ -152,3 +152,21 @@ def test_export_runs_without_birdclef_and_matches_training_model(work, tmp_path)
     assert served.shape == expected.shape
     np.testing.assert_allclose(served, expected, atol=2e-4)
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy").sum(1), 1.0, rtol=1e-5)
+
+
+def test_cache_dir_is_reused_while_the_data_is_the_same(work, tmp_path):
+    import os
+
+    cache = tmp_path / "cache"
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=str(tmp_path / "ck"), cache_dir=str(cache))
+    first = train.Data(cfg).count("train", "chunks")
+    index = [f for f in os.listdir(cache) if f.endswith(".index")]
+    assert len(index) == 1
+    mtime = os.stat(cache / index[0]).st_mtime_ns
+    assert train.Data(cfg).count("train", "chunks") == first  # second run reads the cache
+    assert os.stat(cache / index[0]).st_mtime_ns == mtime
+    import dataclasses
+
+    fewer = train.Data(dataclasses.replace(cfg, data_percent=50)).count("train", "chunks")
+    assert fewer < first
+    assert len([f for f in os.listdir(cache) if f.endswith(".index")]) == 2  # another selection, another cache
