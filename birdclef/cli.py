@@ -158,8 +158,10 @@ def cmd_train(args) -> int:
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
-        print(f"train: test split k-NN top-1 {t['knn_top1']:.3f}, classifier top-1 {t['classifier_top1']:.3f} "
-              f"(chance {t['chance_uniform']:.3f} uniform, {t['chance_majority']:.3f} majority; {t['chunks']} chunks)")
+        print(f"train: test split k-NN top-1 {t['knn_top1']:.3f} (birds only {t['knn_top1_birds']:.3f}, balanced "
+              f"{t['knn_balanced']:.3f}), classifier top-1 {t['classifier_top1']:.3f} (balanced "
+              f"{t['classifier_balanced']:.3f}); chance {t['chance_uniform']:.3f} uniform, "
+              f"{t['chance_majority']:.3f} majority; {t['chunks']} chunks, {t['bird_chunks']} with birds")
     print(f"train: checkpoints in {args.ckpt_dir}/ckpt, best in {args.ckpt_dir}/best, "
           f"metrics {args.ckpt_dir}/metrics.json, SavedModel {args.ckpt_dir}/export")
     return EXIT_OK

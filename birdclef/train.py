@@ -293,18 +293,28 @@ def embed(model, ds, batch_size: int = 128):
     return np.concatenate(embs), np.concatenate(logits), np.concatenate(ys)
 
 
-def knn_top1(ref_e, ref_y, q_e, q_y, k: int = 5) -> float:
-    """Top-1 accuracy of a cosine k-NN vote (embeddings are L2-normalised)."""
-    if len(q_e) == 0 or len(ref_e) == 0:
-        return float("nan")
+def knn_predict(ref_e, ref_y, q_e, k: int = 5) -> np.ndarray:
+    """Class of a cosine k-NN vote, weighted by similarity (embeddings are L2-normalised)."""
     sims = q_e @ ref_e.T
     k = min(k, len(ref_e))
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    n_cls = int(max(ref_y.max(), q_y.max())) + 1
+    n_cls = int(ref_y.max()) + 1
     votes = np.zeros((len(q_e), n_cls))
     for j in range(k):
         np.add.at(votes, (np.arange(len(q_e)), ref_y[idx[:, j]]), sims[np.arange(len(q_e)), idx[:, j]] + 1.0)
-    return float((votes.argmax(1) == q_y).mean())
+    return votes.argmax(1)
+
+
+def knn_top1(ref_e, ref_y, q_e, q_y, k: int = 5) -> float:
+    """Top-1 accuracy of the cosine k-NN vote."""
+    if len(q_e) == 0 or len(ref_e) == 0:
+        return float("nan")
+    return float((knn_predict(ref_e, ref_y, q_e, k) == q_y).mean())
+
+
+def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    """Mean per-class recall over the classes present, so a large `nocall` class cannot hide the birds."""
+    return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
 
 
 def evaluate_split(model, data: Data, split: str, k: int) -> dict:
@@ -313,10 +323,16 @@ def evaluate_split(model, data: Data, split: str, k: int) -> dict:
     if len(y) == 0:
         return {"split": split, "chunks": 0}
     counts = np.bincount(y, minlength=len(data.classes))
+    knn = knn_predict(ref_e, ref_y, e, k) if len(ref_e) else np.full_like(y, -1)
+    clf = logits.argmax(1)
+    birds = y != data.classes.index(NOCALL)
     return {
-        "split": split, "chunks": int(len(y)),
-        "knn_top1": knn_top1(ref_e, ref_y, e, y, k),
-        "classifier_top1": float((logits.argmax(1) == y).mean()),
+        "split": split, "chunks": int(len(y)), "bird_chunks": int(birds.sum()),
+        "knn_top1": float((knn == y).mean()),
+        "knn_top1_birds": float((knn[birds] == y[birds]).mean()) if birds.any() else float("nan"),
+        "knn_balanced": balanced_accuracy(knn, y),
+        "classifier_top1": float((clf == y).mean()),
+        "classifier_balanced": balanced_accuracy(clf, y),
         "chance_uniform": 1.0 / int((counts > 0).sum()),
         "chance_majority": float(counts.max() / counts.sum()),
         "classes_present": int((counts > 0).sum()),

@@ -170,3 +170,17 @@ def test_cache_dir_is_reused_while_the_data_is_the_same(work, tmp_path):
     fewer = train.Data(dataclasses.replace(cfg, data_percent=50)).count("train", "chunks")
     assert fewer < first
     assert len([f for f in os.listdir(cache) if f.endswith(".index")]) == 2  # another selection, another cache
+
+
+def test_knn_vote_and_balanced_accuracy():
+    ref = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [0.2, 0.8]], np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    ref_y = np.array([0, 0, 1, 1, 1])
+    q = np.array([[1, 0.05], [0.05, 1]], np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    assert list(train.knn_predict(ref, ref_y, q, k=1)) == [0, 1]
+    # k=5 with 3 votes for class 1: similarity weighting still lets the two close class-0 neighbours win
+    assert train.knn_predict(ref, ref_y, q, k=5)[0] == 0
+    y = np.array([2, 2, 2, 2, 0])
+    pred = np.array([2, 2, 2, 2, 1])
+    assert train.balanced_accuracy(pred, y) == pytest.approx(0.5)   # plain accuracy would say 0.8
