@@ -125,10 +125,11 @@ class Data:
         return h.hexdigest()[:16]
 
     def _cached(self, ds, split: str, kind: str):
-        """Cache parsed examples: in memory, or in --cache_dir under a name that changes with the
-        input files and the selection, so a valid cache is reused across runs."""
+        """With --cache_dir, cache parsed examples there under a name that changes with the input
+        files and the selection, so a valid cache is reused across runs. Without it, read the
+        TFRecords every epoch (an in-memory cache would not fit real data sets)."""
         if not self.cfg.cache_dir:
-            return ds.cache()
+            return ds
         fileio.makedirs(self.cfg.cache_dir)
         base = fileio.join(self.cfg.cache_dir, f"{split}-{kind}-{self._fingerprint(split, kind)}")
         if not self.tf.io.gfile.exists(base + ".index"):  # an interrupted first epoch leaves a lock
@@ -177,8 +178,39 @@ class Data:
         return self._cached(ds, split, "triples")
 
     def count(self, split: str, kind: str) -> int:
-        ds = self.chunks(split) if kind == "chunks" else self.triples(split)
-        return int(ds.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+        """Examples of a split after the selection, from the transform's bookkeeping (no mel is read).
+
+        Chunks count the selected recordings' chunks plus the nocall chunks of the split's soundscapes."""
+        chunks_dir = fileio.join(self.cfg.data_path, "transform", "chunks")
+        pairs_dir = fileio.join(self.cfg.data_path, "transform", "pairs")
+        n = 0
+        if kind == "triples":
+            for line in fileio.read_text(fileio.join(pairs_dir, "triples.jsonl")).splitlines():
+                t = json.loads(line)
+                n += t["split"] == split and t["anchor"][0] in self.allowed
+            return n
+        for p in fileio.glob(fileio.join(chunks_dir, "counts*.jsonl")):
+            for line in fileio.read_text(p).splitlines():
+                c = json.loads(line) if line.strip() else None
+                if c and c["split"] == split and c["recording_id"] in self.allowed:
+                    n += c["n_chunks"]
+        return n + self._soundscape_nocall_chunks(split)
+
+    def _soundscape_nocall_chunks(self, split: str) -> int:
+        sc_csv = fileio.join(self.cfg.data_path, "preprocess", "soundscapes.csv")
+        labels_csv = fileio.join(json.loads(fileio.read_text(stages.marker(
+            fileio.join(self.cfg.data_path, "preprocess"))))["params"]["data_dir"], "train_soundscape_labels.csv")
+        sc = pd.read_csv(io.StringIO(fileio.read_text(sc_csv)), dtype=str, keep_default_na=False)
+        sc = sc[sc["split"] == split]
+        if sc.empty or not fileio.exists(labels_csv):
+            return 0
+        lab = pd.read_csv(io.StringIO(fileio.read_text(labels_csv)), dtype=str, keep_default_na=False)
+        keys = set(sc["audio_id"] + "_" + sc["site"])
+        windows = lab[(lab["audio_id"] + "_" + lab["site"]).isin(keys) & (lab["birds"] == NOCALL)]
+        from birdclef.features import chunk_starts
+
+        per_window = len(chunk_starts(int(self.fcfg.window_s * self.fcfg.sample_rate), self.fcfg))
+        return len(windows) * per_window
 
     def train_dataset(self):
         """The training input pipeline for the configured loss; returns (dataset, steps per epoch)."""
@@ -317,8 +349,11 @@ def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
 
 
+MAX_REFERENCE_CHUNKS = 20000  # k-NN reference: at most this many train chunks
+
+
 def evaluate_split(model, data: Data, split: str, k: int) -> dict:
-    ref_e, _, ref_y = embed(model, data.chunks("train"))
+    ref_e, _, ref_y = embed(model, data.chunks("train").take(MAX_REFERENCE_CHUNKS))
     e, logits, y = embed(model, data.chunks(split))
     if len(y) == 0:
         return {"split": split, "chunks": 0}
