@@ -387,6 +387,7 @@ def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=pri
         raise TrainError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
     if cfg.model not in models.REGISTRY:
         raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
+    data = Data(cfg, feature_cfg)  # checks the input before anything is written
     fileio.makedirs(cfg.ckpt_dir)
     run_file = fileio.join(cfg.ckpt_dir, "run.json")
     if fileio.exists(run_file):
@@ -400,7 +401,6 @@ def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=pri
     tf.random.set_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    data = Data(cfg, feature_cfg)
     fileio.write_text(fileio.join(cfg.ckpt_dir, "classes.json"), json.dumps(data.classes))
     from birdclef.features import mel_shape
 
