@@ -81,3 +81,12 @@ def test_synth_refuses_foreign_dataset(tmp_path, capsys):
     (tmp_path / "train_metadata.csv").write_text("primary_label,secondary_labels,filename\n")
     assert cli.main(["synth", "--out", str(tmp_path)]) == 2
     assert "choose an empty --out folder" in capsys.readouterr().err
+
+
+def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
+    """The demo's own promise: a dilated CNN trained by `birdclef demo` with its default settings
+    classifies held-out (test split) chunks of the synthetic data by k-NN with top-1 >= 0.9."""
+    assert cli.main(["demo", "--work-dir", str(tmp_path / "demo")]) == 0
+    test = json.loads((tmp_path / "demo" / "model" / "metrics.json").read_text())["test"]
+    assert test["classes_present"] == 7 and test["chunks"] > 40
+    assert test["knn_top1"] >= 0.9, test

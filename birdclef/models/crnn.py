@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from birdclef.models.heads import outputs
+from birdclef.models.heads import batch_norm, outputs
 
 SUMMARY = "CRNN: 4 conv blocks + bidirectional GRU over time, 1.2 M parameters"
 
@@ -19,7 +19,7 @@ def build(mel_shape, embedding_dim: int, n_classes: int, widths=(32, 64, 128, 12
     x = keras.layers.Reshape((*mel_shape, 1))(inp)
     for i, w in enumerate(widths):
         x = keras.layers.Conv2D(w, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.Activation("relu")(keras.layers.BatchNormalization(name=f"bn{i}")(x))
+        x = keras.layers.Activation("relu")(batch_norm(f"bn{i}")(x))
         x = keras.layers.MaxPooling2D((2, 2) if i < 2 else (1, 2))(x)
     t, f, c = x.shape[1], x.shape[2], x.shape[3]
     x = keras.layers.Reshape((t, f * c))(x)

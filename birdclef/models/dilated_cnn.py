@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from birdclef.models.heads import outputs
+from birdclef.models.heads import batch_norm, outputs
 
 SUMMARY = "stacked dilated 1-D CNN over time (original design), 0.55 M parameters"
 
@@ -23,7 +23,7 @@ def build(mel_shape, embedding_dim: int, n_classes: int, channels: int = 128, st
         for d in dilations:
             y = keras.layers.Conv1D(channels, 3, padding="same", dilation_rate=d, use_bias=False,
                                     name=f"s{s}_d{d}_conv")(x)
-            y = keras.layers.BatchNormalization(name=f"s{s}_d{d}_bn")(y)
+            y = batch_norm(f"s{s}_d{d}_bn")(y)
             y = keras.layers.Activation("relu")(y)
             x = keras.layers.Add(name=f"s{s}_d{d}_res")([x, y])
     pooled = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
