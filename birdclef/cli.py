@@ -167,6 +167,24 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- compare
+def cmd_compare(args) -> int:
+    import pandas as pd
+
+    from birdclef import compare, fileio
+
+    table, problems = compare.rows(args.ckpt_dirs)
+    for p in problems:
+        _err(p)
+    if not table:
+        return EXIT_NOTHING_PROCESSED
+    print(compare.markdown(table))
+    if args.csv:
+        fileio.write_text(args.csv, pd.DataFrame(table).to_csv(index=False))
+        print(f"compare: table written to {args.csv}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -238,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_jit", action="store_true", help="turn off XLA jit_compile for the train step")
     p.add_argument("--mixed_precision", action="store_true", help="float16 compute (for GPUs)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="test-split metrics of trained models side by side",
+                       description="Read metrics.json of each --ckpt_dir and print one table (markdown).")
+    p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
+    p.add_argument("--csv", help="also write the table as CSV here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")

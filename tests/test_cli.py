@@ -90,3 +90,19 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     test = json.loads((tmp_path / "demo" / "model" / "metrics.json").read_text())["test"]
     assert test["classes_present"] == 7 and test["chunks"] > 40
     assert test["knn_top1"] >= 0.9, test
+
+
+def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):
+    for name, knn in (("a", 0.8), ("b", 0.55)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({
+            "model": name, "loss": "classify", "params": 10, "epochs_trained": 3,
+            "test": {"knn_top1": knn, "chunks": 12, "chance_uniform": 0.25}}))
+    csv = tmp_path / "t.csv"
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), "--csv", str(csv)]) == 0
+    out, err = capsys.readouterr()
+    lines = [l for l in out.splitlines() if l.startswith("| ")]
+    assert len(lines) == 3 and "| a | classify | 10 | 3 | 0.800 |" in lines[1] and "0.550" in lines[2]
+    assert "c: no metrics.json" in err
+    assert csv.read_text().count("\n") == 3
+    assert cli.main(["compare", str(tmp_path / "c")]) == 1
