@@ -6,7 +6,6 @@ their fsspec backend installed (`pip install 'birdclef[gcs]'` for gs://).
 """
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 from typing import Iterable
@@ -33,11 +32,6 @@ def _fs(path: str):
 def exists(path: str) -> bool:
     fs, p = _fs(path)
     return fs.exists(p)
-
-
-def isdir(path: str) -> bool:
-    fs, p = _fs(path)
-    return fs.isdir(p)
 
 
 def size(path: str) -> int:
@@ -114,11 +108,6 @@ def list_files(root: str, suffixes: Iterable[str]) -> list[str]:
         proto = str(root).split("://", 1)[0]
         out = [f"{proto}://{f}" for f in out]
     return sorted(out)
-
-
-def bytes_buffer(path: str) -> io.BytesIO:
-    with open_file(path, "rb") as f:
-        return io.BytesIO(f.read())
 
 
 def relpath(path: str, root: str) -> str:

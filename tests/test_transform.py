@@ -93,7 +93,7 @@ def test_triples_and_windows(run):
     n = 0
     for batch in records.triples_dataset(work, "train", batch_size=128):
         a, p, ng = batch["anchor_mel"].numpy(), batch["positive_mel"].numpy(), batch["negative_mel"].numpy()
-        assert a.shape[1:] == (200, 128) and np.isfinite(a).all()
+        assert a.shape[1:] == p.shape[1:] == ng.shape[1:] == (200, 128) and np.isfinite(a).all()
         assert not np.array_equal(a, ng)
         assert (batch["anchor_label"].numpy() != batch["negative_label"].numpy()).all()
         n += len(a)
