@@ -6,6 +6,7 @@ their fsspec backend installed (`pip install 'birdclef[gcs]'` for gs://).
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from typing import Iterable
@@ -108,6 +109,14 @@ def list_files(root: str, suffixes: Iterable[str]) -> list[str]:
         proto = str(root).split("://", 1)[0]
         out = [f"{proto}://{f}" for f in out]
     return sorted(out)
+
+
+def read_jsonl(pattern: str) -> list[dict]:
+    """Every JSON object of every file matching `pattern` (one object per line; e.g. Beam shards)."""
+    rows = []
+    for p in glob(pattern):
+        rows += [json.loads(line) for line in read_text(p).splitlines() if line.strip()]
+    return rows
 
 
 def relpath(path: str, root: str) -> str:

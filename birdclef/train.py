@@ -138,22 +138,14 @@ class Data:
         return ds.cache(base)
 
     def _records(self, split: str, kind: str, spec: dict, id_key: str):
-        from birdclef.pipeline.records import decode_mel
+        from birdclef.pipeline.records import parse_batch
 
         tf = self.tf
         files = self._files(split, kind)
         if not files:
             raise TrainError(f"no {kind} TFRecords for split {split} in {self.tft_dir}")
         ds = tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).batch(256)
-
-        def parse(x):
-            ex = tf.io.parse_example(x, spec)
-            for k in list(ex):
-                if k.endswith("mel"):
-                    ex[k] = decode_mel(ex[k], self.fcfg)
-            return ex
-
-        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        ds = ds.map(lambda x: parse_batch(x, spec, self.fcfg), num_parallel_calls=tf.data.AUTOTUNE).unbatch()
         return ds.filter(lambda e: tf.logical_or(
             self.allowed_table.lookup(e[id_key]) > 0, tf.strings.regex_full_match(e[id_key], "soundscape/.*")))
 
@@ -183,17 +175,11 @@ class Data:
         Chunks count the selected recordings' chunks plus the nocall chunks of the split's soundscapes."""
         chunks_dir = fileio.join(self.cfg.data_path, "transform", "chunks")
         pairs_dir = fileio.join(self.cfg.data_path, "transform", "pairs")
-        n = 0
         if kind == "triples":
-            for line in fileio.read_text(fileio.join(pairs_dir, "triples.jsonl")).splitlines():
-                t = json.loads(line)
-                n += t["split"] == split and t["anchor"][0] in self.allowed
-            return n
-        for p in fileio.glob(fileio.join(chunks_dir, "counts*.jsonl")):
-            for line in fileio.read_text(p).splitlines():
-                c = json.loads(line) if line.strip() else None
-                if c and c["split"] == split and c["recording_id"] in self.allowed:
-                    n += c["n_chunks"]
+            return sum(t["split"] == split and t["anchor"][0] in self.allowed
+                       for t in fileio.read_jsonl(fileio.join(pairs_dir, "triples.jsonl")))
+        n = sum(c["n_chunks"] for c in fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl"))
+                if c["split"] == split and c["recording_id"] in self.allowed)
         return n + self._soundscape_nocall_chunks(split)
 
     def _soundscape_nocall_chunks(self, split: str) -> int:

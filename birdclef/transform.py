@@ -93,18 +93,11 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
     return manifest
 
 
-def _jsonl(pattern: str) -> list[dict]:
-    rows = []
-    for p in fileio.glob(pattern):
-        rows += [json.loads(line) for line in fileio.read_text(p).splitlines() if line.strip()]
-    return rows
-
-
 def write_manifest(work_dir: str, pre: str, chunks_dir: str, pairs: dict) -> dict:
     pre_q = pd.read_csv(io.StringIO(fileio.read_text(fileio.join(pre, "quarantine.csv"))), dtype=str,
                         keep_default_na=False).to_dict("records")
-    counts = _jsonl(fileio.join(chunks_dir, "counts*.jsonl"))
-    stage1_q = _jsonl(fileio.join(chunks_dir, "quarantine*.jsonl"))
+    counts = fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl"))
+    stage1_q = fileio.read_jsonl(fileio.join(chunks_dir, "quarantine*.jsonl"))
     quarantined = [{"path": q["path"], "reason": q["reason"], "message": q["message"], "stage": q["stage"]}
                    for q in pre_q + stage1_q]
     processed = sorted(c["path"] for c in counts)

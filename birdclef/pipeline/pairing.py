@@ -23,13 +23,8 @@ from birdclef.data.pairs import SEP
 
 
 def read_counts(chunks_dir: str) -> dict[str, int]:
-    counts = {}
-    for p in fileio.glob(fileio.join(chunks_dir, "counts*.jsonl")):
-        for line in fileio.read_text(p).splitlines():
-            if line.strip():
-                c = json.loads(line)
-                counts[c["recording_id"]] = int(c["n_chunks"])
-    return counts
+    return {c["recording_id"]: int(c["n_chunks"])
+            for c in fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl"))}
 
 
 def build_triples(pos_neg: pd.DataFrame, counts: dict[str, int]) -> tuple[list[dict], list[str]]:

@@ -91,16 +91,20 @@ def triple_feature_spec(cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
     return spec
 
 
+def parse_batch(serialised, spec: dict, cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
+    """TF op: a batch of serialised records -> features, with every `*mel` decoded to float32."""
+    import tensorflow as tf
+
+    ex = tf.io.parse_example(serialised, spec)
+    return {k: decode_mel(v, cfg) if k.endswith("mel") else v for k, v in ex.items()}
+
+
 def _dataset(pattern: str, spec: dict, batch_size: int, shuffle: int, seed: int | None,
              cfg: FeatureConfig = DEFAULT_FEATURES):
     import tensorflow as tf
 
     def parse(x):
-        ex = tf.io.parse_example(x, spec)
-        for k in ex:
-            if k.endswith("mel"):
-                ex[k] = decode_mel(ex[k], cfg)
-        return ex
+        return parse_batch(x, spec, cfg)
 
     files = tf.io.gfile.glob(pattern)
     if not files:
