@@ -12,11 +12,13 @@ import dataclasses
 import io
 import json
 import tempfile
+import time
 
 import pandas as pd
 
 from birdclef import fileio, stages
 from birdclef.config import DEFAULT_FEATURES, AudioConfig, FeatureConfig
+from birdclef.pipeline.runner import shuffle_bound_args
 from birdclef.preprocess import out_dir as preprocess_dir
 
 
@@ -65,7 +67,9 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
         _clean(chunks_dir)
         items = stage1_chunks.work_items(pre, pre_params["data_dir"])
         log(f"transform: stage 1: decoding {len(items)} recordings and soundscapes into {chunks_dir}")
+        t0 = time.perf_counter()
         _run_pipeline(lambda p: stage1_chunks.build(p, items, chunks_dir, acfg, feature_cfg), beam_args)
+        log(f"transform: stage 1 took {time.perf_counter() - t0:.1f} s")
         stages.mark_done(chunks_dir, {**params, "part": "stage1"}, "transform stage 1")
 
     if stages.is_done(pairs_dir, {**params, "part": "pairing"}, "transform pairing"):
@@ -83,10 +87,13 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
     else:
         _clean(tft_dir)
         log(f"transform: stage 2: fitting normalisation on train, writing TFRecords to {tft_dir}")
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="birdclef-tft-") as tmp:
             temp_dir = tmp if not fileio.is_remote(tft_dir) else fileio.join(root, "tmp")
             _run_pipeline(lambda p: stage2_tft.build(
-                p, chunks_dir, fileio.join(pairs_dir, "triples.jsonl"), tft_dir, feature_cfg, temp_dir), beam_args)
+                p, chunks_dir, fileio.join(pairs_dir, "triples.jsonl"), tft_dir, feature_cfg, temp_dir),
+                          shuffle_bound_args(beam_args))
+        log(f"transform: stage 2 took {time.perf_counter() - t0:.1f} s")
         stages.mark_done(tft_dir, {**params, "part": "stage2"}, "transform stage 2")
 
     manifest = write_manifest(work_dir, pre, chunks_dir, pairs)

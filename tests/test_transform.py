@@ -146,6 +146,7 @@ def test_distributed_runners_build_without_submitting(run, runner_args, tmp_path
     work, _, _ = run
     opts = runner.pipeline_options(runner_args)
     assert runner.check_remote_options(opts) == []
+    assert runner.shuffle_bound_args(runner_args) == runner_args  # stage 2 keeps the user's runner as given
     assert opts.view_as(StandardOptions).runner == runner_args[0].split("=")[1]
     if "Dataflow" in runner_args[0]:
         gc = opts.view_as(GoogleCloudOptions)
@@ -159,9 +160,18 @@ def test_distributed_runners_build_without_submitting(run, runner_args, tmp_path
     stage2_tft.build(p, f"{work}/transform/chunks", f"{work}/transform/pairs/triples.jsonl", str(tmp_path / "tft"),
                      DEFAULT_FEATURES, str(tmp_path / "tmp"))
     labels = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
-    for name in ("DecodeChunkMel", "Writetrain", "WriteQuarantine", "AnalyzeTrainOnly", "TransformChunksTrain",
-                 "JoinChunksChunksTrain", "WriteTriplesChunksTest"):
+    for name in ("DecodeChunkMel", "Writetrain", "WriteQuarantine", "AnalyzeTrainOnly", "TransformChunks",
+                 "TransformWindows", "JoinChunks", "WriteTriplesTest", "WriteChunksVal"):
         assert any(l == name or l.startswith(name + "/") for l in labels), name
+
+
+def test_stage2_defaults_to_in_memory_on_direct_runner_unless_told():
+    from birdclef.pipeline import runner
+
+    assert runner.shuffle_bound_args([]) == ["--direct_running_mode=in_memory"]
+    told = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert runner.shuffle_bound_args(told) == told
+    assert runner.pipeline_options(runner.shuffle_bound_args([])).get_all_options()["direct_num_workers"] == 1
 
 
 def test_dataflow_without_project_is_refused_before_submitting():

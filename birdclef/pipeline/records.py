@@ -35,9 +35,11 @@ def _bytes(v):
 
 
 def _mel(a):
+    """A mel as float32 array, or already as its little-endian float32 bytes."""
     import tensorflow as tf
 
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.asarray(a, "<f4").tobytes()]))
+    raw = a if isinstance(a, bytes) else np.asarray(a, "<f4").tobytes()
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
 
 
 def _int(v):
