@@ -96,6 +96,77 @@ def logmel(chunks: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES, batch: int
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 
+def _tail_start(cfg: FeatureConfig) -> int:
+    """Sample offset of the first frame that runs past the chunk end (padded by pad_end)."""
+    full_frames = (chunk_samples(cfg) - cfg.n_fft) // cfg.hop_length + 1
+    return full_frames * cfg.hop_length
+
+
+def shares_frames(cfg: FeatureConfig = DEFAULT_FEATURES) -> bool:
+    """True when chunks a hop apart share STFT frames (the chunk hop is a whole number of frames)."""
+    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    return hop % cfg.hop_length == 0 and chunk_samples(cfg) >= cfg.n_fft and hop <= chunk_samples(cfg)
+
+
+def logmel_run_tf(segment, n_chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
+    """TF ops: `logmel_tf` of n_chunks chunks that start a hop apart, from the audio they span.
+
+    `segment` [(n_chunks - 1) * hop + chunk_samples] holds chunk i at [i * hop, i * hop + chunk).
+    Chunk i's frames that lie wholly inside it are frames of the segment's own STFT, so each
+    is computed once instead of twice (chunks overlap by half); only the last few frames of
+    each chunk, which `logmel_tf` pads with zeros past the chunk end, are computed per chunk.
+    Same result as `logmel_tf` on the cut chunks, to float rounding (tested)."""
+    import tensorflow as tf
+
+    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    size, tail = chunk_samples(cfg), _tail_start(cfg)
+    full_frames = tail // cfg.hop_length
+    mel_m = tf.constant(_mel_matrix(cfg))
+
+    def logmel_of(stft):
+        return tf.math.log(tf.tensordot(tf.math.square(tf.math.abs(stft)), mel_m, 1) + 1e-6)
+
+    body = logmel_of(tf.signal.stft(segment, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
+                                    fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=False))
+    starts = tf.range(n_chunks) * hop
+    body = tf.gather(body, (starts // cfg.hop_length)[:, None] + tf.range(full_frames)[None, :])
+    tails = tf.gather(segment, (starts + tail)[:, None] + tf.range(size - tail)[None, :])
+    tails = logmel_of(tf.signal.stft(tails, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
+                                     fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=True))
+    return tf.concat([body, tails], axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_run(cfg: FeatureConfig):
+    import tensorflow as tf
+
+    return tf.function(lambda x, n: logmel_run_tf(x, n, cfg),
+                       input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)])
+
+
+def logmel_chunks(starts: list[int], chunks: list[np.ndarray], cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
+    """numpy: log-mels of chunks given with their start samples; equal to `logmel(np.stack(chunks))`.
+
+    Runs of chunks exactly a hop apart (all but a recording's end-aligned last chunk)
+    go through `logmel_run_tf`, which computes shared frames once."""
+    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    out, i = [], 0
+    fast = shares_frames(cfg)
+    while i < len(chunks):
+        j = i + 1
+        while fast and j < len(chunks) and starts[j] == starts[j - 1] + hop:
+            j += 1
+        if j - i > 1:
+            segment = np.concatenate([chunks[i], *(c[-hop:] for c in chunks[i + 1:j])])
+            out.append(_compiled_run(cfg)(segment, np.int32(j - i)).numpy())
+        else:
+            out.append(logmel(np.stack(chunks[i:j]), cfg))
+        i = j
+    if not out:
+        return np.zeros((0, *mel_shape(cfg)), np.float32)
+    return np.concatenate(out) if len(out) > 1 else out[0]
+
+
 def stream_chunks(blocks, cfg: FeatureConfig = DEFAULT_FEATURES):
     """Yield (start_sample, chunk) from an iterator of audio blocks, by the same
     rule as `chunk_starts`, holding at most about one block plus one chunk."""

@@ -70,6 +70,28 @@ def test_chunk_tf_follows_the_chunking_rule():
         np.testing.assert_array_equal(chunks.numpy(), features.cut_chunks(wave))
 
 
+def test_shared_frame_logmel_equals_the_per_chunk_definition():
+    """Stage 1 computes frames shared by overlapping chunks once; it must equal logmel of each chunk."""
+    import dataclasses
+
+    other = dataclasses.replace(features.DEFAULT_FEATURES, hop_length=300)  # chunk hop not whole frames
+    assert features.shares_frames() and not features.shares_frames(other)
+    for cfg in (features.DEFAULT_FEATURES, other):
+        for n in (30000, 64000, 96000, 100000, 32000 * 40 + 777):
+            wave = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+            chunks = features.cut_chunks(wave, cfg)
+            starts = features.chunk_starts(max(n, 64000), cfg)
+            got = features.logmel_chunks(starts, list(chunks), cfg)
+            np.testing.assert_allclose(got, features.logmel(chunks, cfg), atol=1e-5, rtol=0)
+    # a run split anywhere (batches of stage 1) gives the same mels
+    cfg = features.DEFAULT_FEATURES
+    wave = (0.1 * np.random.default_rng(0).standard_normal(32000 * 20)).astype(np.float32)
+    chunks, starts = features.cut_chunks(wave, cfg), features.chunk_starts(len(wave), cfg)
+    np.testing.assert_allclose(np.concatenate([features.logmel_chunks(starts[:7], list(chunks[:7]), cfg),
+                                               features.logmel_chunks(starts[7:], list(chunks[7:]), cfg)]),
+                               features.logmel(chunks, cfg), atol=1e-5, rtol=0)
+
+
 def test_data_percent_is_stratified_by_recording(work):
     rec = train.read_recordings(work)
     half = train.select_recordings(rec, 50, 0)

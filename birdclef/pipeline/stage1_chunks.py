@@ -49,17 +49,18 @@ class ChunkRecording(beam.DoFn):
             pass  # TF already initialised in this process (in-memory runner)
 
     def _mels(self, chunks):
-        """Log-mels of an iterable of chunks, computed MEL_BATCH at a time (bounded memory)."""
-        from birdclef.features import logmel
+        """Log-mels of an iterable of (start sample, chunk), MEL_BATCH at a time (bounded memory)."""
+        from birdclef.features import logmel_chunks
 
-        batch = []
-        for c in chunks:
+        starts, batch = [], []
+        for start, c in chunks:
+            starts.append(start)
             batch.append(c)
             if len(batch) == MEL_BATCH:
-                yield from logmel(np.stack(batch), self.fcfg)
-                batch = []
+                yield from logmel_chunks(starts, batch, self.fcfg)
+                starts, batch = [], []
         if batch:
-            yield from logmel(np.stack(batch), self.fcfg)
+            yield from logmel_chunks(starts, batch, self.fcfg)
 
     def process(self, item):
         from birdclef import audio
@@ -71,7 +72,7 @@ class ChunkRecording(beam.DoFn):
             if item["kind"] == "soundscape":
                 outputs = list(self._soundscape(item))
             else:
-                chunks = (c for _, c in stream_chunks(audio.stream(item["path"], self.acfg), self.fcfg))
+                chunks = stream_chunks(audio.stream(item["path"], self.acfg), self.fcfg)
                 labels = " ".join([item["label"], *item.get("secondary", [])])
                 outputs = [beam.pvalue.TaggedOutput(chunk_tag(item["split"]), chunk_example(
                     item["recording_id"], item["label"], labels, item["split"], i, mel))
@@ -92,7 +93,7 @@ class ChunkRecording(beam.DoFn):
 
     def _soundscape(self, item):
         from birdclef import audio
-        from birdclef.features import cut_chunks
+        from birdclef.features import chunk_starts, cut_chunks
         from birdclef.pipeline.records import chunk_example
 
         wave = audio.load(item["path"], self.acfg, allow_silent=True)
@@ -102,7 +103,7 @@ class ChunkRecording(beam.DoFn):
             end = int(round(end_s * sr))
             window = wave[max(0, end - win):end]
             window = np.pad(window, (0, win - len(window)))
-            for mel in self._mels(cut_chunks(window, self.fcfg)):
+            for mel in self._mels(zip(chunk_starts(win, self.fcfg), cut_chunks(window, self.fcfg))):
                 ex = chunk_example(item["recording_id"], NOCALL if birds == NOCALL else birds.split()[0],
                                    birds, item["split"], index, mel, row_id=row_id)
                 yield beam.pvalue.TaggedOutput(window_tag(item["split"]), ex)
