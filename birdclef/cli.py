@@ -185,6 +185,35 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- evaluate
+def cmd_evaluate(args) -> int:
+    from birdclef import evaluate
+
+    done = []
+    for d in args.ckpt_dirs:
+        try:
+            evaluate.run(args.work_dir, d, args.threshold, args.soundscapes)
+            done.append(d)
+        except evaluate.EvaluateError as e:
+            _err(str(e))
+    if not done:
+        return EXIT_NOTHING_PROCESSED
+    args.ckpt_dirs = done
+    return cmd_compare(args)
+
+
+# ---------------------------------------------------------------- predict
+def cmd_predict(args) -> int:
+    from birdclef import predict
+
+    try:
+        summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold)
+    except predict.PredictError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    return EXIT_OK if summary["predicted"] else EXIT_NOTHING_PROCESSED
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -262,6 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
     p.add_argument("--csv", help="also write the table as CSV here")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("evaluate", help="mAP, BirdCLEF row-wise F1 and detection P/R of trained models",
+                       description="Run each model's exported SavedModel over the test-split recordings and "
+                                   "the labelled soundscapes, write CKPT_DIR/evaluation.json, print the table.")
+    p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
+    p.add_argument("--work-dir", required=True, help="work directory the models were trained from (--data_path)")
+    p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
+    p.add_argument("--soundscapes", default="test", choices=("test", "val", "train", "all"),
+                   help="which split's labelled soundscapes to score (default %(default)s)")
+    p.add_argument("--csv", help="also write the table as CSV here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label the 5 s windows of recordings or soundscapes",
+                       description="Audio files or folders in; submission.csv (BirdCLEF row_id,birds), "
+                                   "scores.csv (one column per class) and Raven selection tables out.")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
+    p.add_argument("--ckpt_dir", required=True, help="a `birdclef train` --ckpt_dir, or its export/ folder")
+    p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
+    p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")

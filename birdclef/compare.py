@@ -1,4 +1,8 @@
-"""`birdclef compare`: the test-split metrics of several trained models side by side."""
+"""`birdclef compare`: the test-split metrics of several trained models side by side.
+
+Training's metrics.json (k-NN and classifier accuracy on normalised test chunks)
+and, where `birdclef evaluate` ran, evaluation.json (mAP, BirdCLEF row-wise F1,
+detection precision/recall, measured through the exported model)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +12,14 @@ from birdclef import fileio
 COLUMNS = [("model", "model"), ("loss", "loss"), ("params", "params"), ("epochs", "epochs_trained"),
            ("k-NN top-1", "knn_top1"), ("k-NN birds", "knn_top1_birds"), ("k-NN balanced", "knn_balanced"),
            ("clf top-1", "classifier_top1"), ("clf balanced", "classifier_balanced"),
-           ("chance", "chance_uniform"), ("majority", "chance_majority"), ("test chunks", "chunks")]
+           ("mAP", "mAP"), ("row F1", "row_f1"), ("row F1 all-nocall", "row_f1_all_nocall"),
+           ("det. precision", "detection_precision"), ("det. recall", "detection_recall"),
+           ("chance", "chance_uniform"), ("majority", "chance_majority"), ("test chunks", "chunks"),
+           ("windows", "soundscape_windows")]
+
+
+EVALUATION_KEYS = {"mAP", "row_f1", "row_f1_all_nocall", "detection_precision", "detection_recall",
+                   "soundscape_windows"}
 
 
 def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
@@ -19,7 +30,10 @@ def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
             problems.append(f"{d}: no metrics.json; fix: finish `birdclef train --ckpt_dir {d}` first")
             continue
         m = json.loads(fileio.read_text(p))
-        flat = {**m, **m.get("test", {}), "ckpt_dir": d}
+        ev = fileio.join(d, "evaluation.json")
+        evaluation = json.loads(fileio.read_text(ev)) if fileio.exists(ev) else {}
+        flat = {**m, **m.get("test", {}), **{k: v for k, v in evaluation.items() if k in EVALUATION_KEYS},
+                "ckpt_dir": d}
         out.append({title: flat.get(key, "") for title, key in COLUMNS} | {"ckpt_dir": d})
     return out, problems
 

@@ -14,7 +14,8 @@ def _list_outputs(work_dir: str) -> list[str]:
     lines, bulk = [], collections.defaultdict(lambda: [0, 0])
     for p in fileio.list_files(work_dir, ("",)):
         sub = next((d for d in ("/tft/transform_fn/", "/tft/transformed_metadata/", "/tft/metadata/",
-                                 "/model/export/", "/model/ckpt/", "/model/best/", "/model/logs/") if d in p), None)
+                                 "/model/export/", "/model/ckpt/", "/model/best/", "/model/logs/",
+                                 "/predictions/parts/") if d in p), None)
         if sub:
             bulk[p.split(sub)[0] + sub][0] += 1
             continue
@@ -68,6 +69,19 @@ def run(args) -> int:
     steps.append(f"train     {ckpt}: dilated_cnn, {m['epochs_trained']} epochs; test split k-NN top-1 "
                  f"{t.get('knn_top1', float('nan')):.3f}, classifier top-1 {t.get('classifier_top1', float('nan')):.3f} "
                  f"(chance {t.get('chance_uniform', float('nan')):.3f}); SavedModel {ckpt}/export")
+
+    from birdclef import evaluate, predict
+
+    ev = evaluate.run(work, ckpt, log=lambda *a: None)
+    steps.append(f"evaluate  {ckpt}/evaluation.json: test chunks accuracy {ev.get('accuracy', float('nan')):.3f}, "
+                 f"mAP {ev.get('mAP', float('nan')):.3f}; soundscape windows row-wise F1 "
+                 f"{ev.get('row_f1', float('nan')):.3f} (always-nocall {ev.get('row_f1_all_nocall', float('nan')):.3f}), "
+                 f"detection precision {ev.get('detection_precision', float('nan')):.3f} "
+                 f"recall {ev.get('detection_recall', float('nan')):.3f}")
+    pred_out = fileio.join(work, "predictions")
+    pr = predict.run(ckpt, [fileio.join(data, "test_soundscapes")], pred_out, log=lambda *a: None)
+    steps.append(f"predict   {pred_out}: {pr['windows']} windows of {pr['predicted']} test soundscape(s), "
+                 f"{pr['windows_with_birds']} with birds: submission.csv, scores.csv, raven/")
 
     print(f"\nbirdclef demo finished in {time.time() - t0:.0f} s. What it made:")
     for line in steps:

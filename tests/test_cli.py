@@ -12,7 +12,7 @@ def run_cli(*args):
 
 def test_help_lists_only_working_commands():
     out = run_cli("--help").stdout
-    for cmd in ("demo", "synth", "validate", "preprocess", "transform", "train"):
+    for cmd in ("demo", "synth", "validate", "preprocess", "transform", "train", "evaluate", "predict", "compare"):
         assert cmd in out
 
 
@@ -55,7 +55,7 @@ def test_missing_dataset_and_bad_columns_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "missing column(s) primary_label, secondary_labels, filename" in r.stderr
 
 
-def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
+def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys, shared_data):
     work = tmp_path / "demo"
     args = ["demo", "--work-dir", str(work), "--epochs", "1", "--species", "3", "--recordings-per-species", "3",
             "--soundscapes", "1"]
@@ -63,9 +63,10 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "birdclef demo finished" in out and str(work / "data" / "train_metadata.csv") in out
     for made in ("preprocess/train_metadata_pos_neg.csv", "transform/manifest.json", "model/metrics.json",
-                 "model/export/saved_model.pb"):
+                 "model/export/saved_model.pb", "model/evaluation.json", "predictions/submission.csv"):
         assert (work / made).exists(), made
-    assert "test split k-NN top-1" in out
+    assert "test split k-NN top-1" in out and "row-wise F1" in out
+    _check_predict(work, tmp_path / "pred", shared_data, capsys)
     # same parameters: kept, not remade
     mtime = (work / "data" / "train_metadata.csv").stat().st_mtime_ns
     assert cli.main(args) == 0
@@ -75,6 +76,43 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert cli.main(args[:-2] + ["--soundscapes", "2"]) == 2
     assert "other parameters" in capsys.readouterr().err
     assert (work / "data" / "train_metadata.csv").stat().st_mtime_ns == mtime
+
+
+def _check_predict(work, out, shared_data, capsys):
+    """predict: every input accounted for, BirdCLEF rows, resume, and no silent overwrite."""
+    import math
+
+    import pandas as pd
+
+    from birdclef import audio
+
+    soundscapes = sorted((work / "data" / "test_soundscapes").iterdir())
+    corrupt = shared_data / "corrupt"
+    inputs = [str(work / "data" / "test_soundscapes"), str(corrupt / "truncated.ogg"), str(corrupt / "empty.ogg"),
+              str(corrupt / "stereo_48k.wav")]
+    args = ["predict", *inputs, "--ckpt_dir", str(work / "model"), "--out", str(out)]
+    assert cli.main(args) == 0
+    q = pd.read_csv(out / "quarantine.csv")
+    assert sorted(q.reason) == ["empty", "truncated"] and q.message.str.contains("fix").all()
+    scores = pd.read_csv(out / "scores.csv")
+    good = [*map(str, soundscapes), str(corrupt / "stereo_48k.wav")]
+    assert sorted(set(scores.file)) == sorted(good)
+    for f in good:
+        assert (scores.file == f).sum() == math.ceil(audio.duration(f) / 5 - 1e-9), f
+    sub = pd.read_csv(out / "submission.csv", keep_default_na=False)
+    assert list(sub.columns) == ["row_id", "birds"] and len(sub) == len(scores)
+    stem = soundscapes[0].stem.split("_")
+    assert f"{stem[0]}_{stem[1]}_5" in set(sub.row_id)  # BirdCLEF row ids: audio_id_site_end
+    assert (sub.birds != "").all()
+    assert len(list((out / "raven").iterdir())) == len(good)
+    capsys.readouterr()
+    before = (out / "submission.csv").read_text()
+    assert cli.main(args) == 0
+    assert f"({len(good)} from an earlier run)" in capsys.readouterr().out
+    assert (out / "submission.csv").read_text() == before
+    assert cli.main(args + ["--threshold", "0.9"]) == 2
+    assert "another threshold" in capsys.readouterr().err
+    assert (out / "submission.csv").read_text() == before
 
 
 def test_synth_refuses_foreign_dataset(tmp_path, capsys):
@@ -90,6 +128,10 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     test = json.loads((tmp_path / "demo" / "model" / "metrics.json").read_text())["test"]
     assert test["classes_present"] == 7 and test["chunks"] > 40
     assert test["knn_top1"] >= 0.9, test
+    ev = json.loads((tmp_path / "demo" / "model" / "evaluation.json").read_text())
+    # through the exported model, on raw audio of held-out recordings and soundscape windows
+    assert ev["accuracy"] >= 0.8 and ev["mAP"] >= 0.8, ev
+    assert ev["soundscape_windows"] >= 6 and ev["row_f1"] > ev["row_f1_all_nocall"], ev
 
 
 def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):

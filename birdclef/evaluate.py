@@ -1,0 +1,158 @@
+"""`birdclef evaluate`: how good is each trained model, measured the way users will run it.
+
+Every number comes from the exported model (CKPT_DIR/export, raw audio in, as
+`birdclef predict` runs it) on data the model never trained on:
+
+Test-split recordings (WORK_DIR/preprocess/recordings.csv, split == test), per 2 s chunk:
+  accuracy            top-1 of the class scores against the recording's label
+  balanced_accuracy   mean per-class recall (a big `nocall` class cannot hide the birds)
+  mAP                 macro average precision over the classes present (one-vs-rest on scores)
+  recording_accuracy  top-1 of the mean chunk scores, per recording
+Labelled soundscapes of the chosen split (default test), per 5 s window, birds = classes
+with a window score >= threshold, else `nocall` (exactly `birdclef predict`):
+  row_f1              BirdCLEF-2021 metric: per row, F1 of the predicted vs true label sets
+                      (`nocall` counts as a label), averaged over rows ("row-wise micro F1")
+  row_f1_all_nocall   the same for a model that always answers nocall: the floor to beat
+  detection_precision, detection_recall  of "a bird calls in this window" (any bird vs nocall)
+Also per chunk of the test recordings: detection precision/recall of bird vs non-bird audio.
+
+Writes CKPT_DIR/evaluation.json per model; `birdclef compare` shows them side by side.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+
+from birdclef import audio, fileio
+from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
+
+
+class EvaluateError(Exception):
+    pass
+
+
+def row_f1(pred: list[str], true: list[str]) -> float:
+    """BirdCLEF-2021 row-wise micro F1: mean over rows of F1(predicted set, true set); nocall is a label."""
+    scores = []
+    for p, t in zip(pred, true):
+        ps, ts = set(p.split()), set(t.split())
+        scores.append(2 * len(ps & ts) / (len(ps) + len(ts)) if ps or ts else 1.0)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def precision_recall(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    tp = int((pred & true).sum())
+    precision = tp / int(pred.sum()) if pred.any() else float("nan")
+    recall = tp / int(true.sum()) if true.any() else float("nan")
+    return precision, recall
+
+
+def mean_average_precision(scores: np.ndarray, y: np.ndarray) -> float:
+    """Macro average precision over the classes that have at least one positive."""
+    from sklearn.metrics import average_precision_score
+
+    aps = [average_precision_score(y == c, scores[:, c]) for c in np.unique(y)]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def _csv(path: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(fileio.read_text(path)), dtype=str, keep_default_na=False)
+
+
+def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold: float,
+                  acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
+    import tensorflow as tf
+
+    index = {c: i for i, c in enumerate(classes)}
+    all_scores, ys, rec_pred, rec_true, skipped = [], [], [], [], []
+    for r in recordings.itertuples(index=False):
+        if r.label not in index:
+            skipped.append(f"{r.recording_id}: label {r.label} is not a class of this model")
+            continue
+        try:
+            wave = audio.load(r.path, acfg)
+        except audio.AudioError as e:
+            skipped.append(str(e))
+            continue
+        s = serve(waveform=tf.constant(wave))["scores"].numpy()
+        all_scores.append(s)
+        ys.append(np.full(len(s), index[r.label]))
+        rec_pred.append(int(s.mean(0).argmax()))
+        rec_true.append(index[r.label])
+    if not all_scores:
+        return {"test_chunks": 0, "skipped": skipped}
+    scores, y = np.concatenate(all_scores), np.concatenate(ys)
+    pred = scores.argmax(1)
+    nocall = index.get(NOCALL)
+    bird_cols = [i for i, c in enumerate(classes) if c != NOCALL]
+    det_pred = (scores[:, bird_cols] >= threshold).any(1) if bird_cols else np.zeros(len(y), bool)
+    p, r = precision_recall(det_pred, y != nocall)
+    return {
+        "test_chunks": int(len(y)), "test_recordings": len(rec_true),
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)])),
+        "mAP": mean_average_precision(scores, y),
+        "recording_accuracy": float(np.mean(np.array(rec_pred) == np.array(rec_true))),
+        "chunk_detection_precision": p, "chunk_detection_recall": r,
+        "skipped": skipped,
+    }
+
+
+def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, split: str, threshold: float,
+                   acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
+    from birdclef import predict
+    from birdclef.data import metadata
+
+    pre = fileio.join(work_dir, "preprocess")
+    sc = _csv(fileio.join(pre, "soundscapes.csv"))
+    if split != "all":
+        sc = sc[sc["split"] == split]
+    if not len(sc):
+        return {"soundscape_windows": 0, "soundscape_split": split}
+    labels = metadata.read_soundscape_labels(data_dir)
+    pred, true = [], []
+    for r in sc.itertuples(index=False):
+        df = predict.predict_file(serve, classes, r.path, acfg, cfg)
+        got = dict(zip(df["row_id"], predict.label_windows(df, classes, threshold)))
+        rows = labels[(labels["audio_id"].astype(str) == str(r.audio_id)) & (labels["site"] == r.site)]
+        for row_id, birds in zip(rows["row_id"], rows["birds"]):
+            pred.append(got.get(row_id, NOCALL))
+            true.append(" ".join(sorted(str(birds).split())))
+    has_bird = np.array([t != NOCALL for t in true])
+    det = np.array([p != NOCALL for p in pred])
+    p, r = precision_recall(det, has_bird)
+    return {"soundscape_split": split, "soundscapes": int(len(sc)), "soundscape_windows": len(true),
+            "windows_with_birds": int(has_bird.sum()),
+            "row_f1": row_f1(pred, true), "row_f1_all_nocall": row_f1([NOCALL] * len(true), true),
+            "detection_precision": p, "detection_recall": r}
+
+
+def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: str = "test", log=print) -> dict:
+    from birdclef import predict, stages
+
+    pre = fileio.join(work_dir, "preprocess")
+    marker = stages.marker(pre)
+    if not fileio.exists(marker):
+        raise EvaluateError(f"{pre} holds no finished preprocess; fix: pass the --work-dir that `birdclef "
+                            f"preprocess` and `birdclef train --data_path` used")
+    data_dir = json.loads(fileio.read_text(marker))["params"]["data_dir"]
+    try:
+        serve, classes, export_dir = predict.load_model(ckpt_dir)
+    except predict.PredictError as e:
+        raise EvaluateError(str(e)) from e
+    rec = _csv(fileio.join(pre, "recordings.csv"))
+    test = rec[rec["split"] == "test"]
+    result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "classes": classes,
+              **chunk_metrics(serve, classes, test, threshold),
+              **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)}
+    fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(result, indent=2))
+    for s in result.get("skipped", []):
+        log(f"evaluate: skipped {s}")
+    log(f"evaluate: {ckpt_dir}: accuracy {result.get('accuracy', float('nan')):.3f}, "
+        f"mAP {result.get('mAP', float('nan')):.3f} on {result.get('test_chunks', 0)} test chunks; "
+        f"row-wise F1 {result.get('row_f1', float('nan')):.3f} (all-nocall {result.get('row_f1_all_nocall', float('nan')):.3f}) "
+        f"on {result.get('soundscape_windows', 0)} soundscape windows")
+    return result

@@ -1,0 +1,220 @@
+"""`birdclef predict`: recordings or soundscapes in, labelled 5 s windows out.
+
+Runs an exported model (CKPT_DIR/export, a SavedModel taking raw 32 kHz audio;
+see birdclef.export) over audio files or folders, local or remote. Each file is
+decoded once, in blocks (bounded memory, any length), resampled to 32 kHz and
+cut into 5 s windows ending at 5, 10, 15, ... s (the last one zero-padded, as in
+BirdCLEF). A window's score for a class is the highest score among the four
+2 s chunks (1 s hop) that lie inside it, the chunks `birdclef transform` makes
+of a labelled soundscape window. Birds with a score >= --threshold are the
+window's labels; a window without any is `nocall`.
+
+Outputs in --out:
+  submission.csv   row_id,birds (BirdCLEF-2021 format; row_id = <audio_id>_<site>_<end s>
+                   for files named like BirdCLEF soundscapes, else <file stem>_<end s>)
+  scores.csv       one row per window: file, row_id, start_s, end_s, birds, then one
+                   column per class with its score (load in pandas, R, a spreadsheet)
+  raven/<stem>.selections.txt  Raven Pro selection tables of the detected birds
+  quarantine.csv   files that could not be used, with the reason and the fix
+Per-file results are kept in --out/parts, so an interrupted run resumes where it
+stopped; outputs made with another model or threshold are refused, not overwritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from birdclef import audio, fileio
+from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
+
+AUDIO_SUFFIXES = (".ogg", ".flac", ".wav", ".mp3")
+WINDOWS_PER_CALL = 12  # 60 s of audio per model call
+
+
+class PredictError(Exception):
+    pass
+
+
+def load_model(model_path: str):
+    """(serving function, class names) of an export dir or of a ckpt dir holding export/."""
+    import tensorflow as tf
+
+    path = model_path
+    if not fileio.exists(fileio.join(path, "saved_model.pb")):
+        path = fileio.join(model_path, "export")
+    if not fileio.exists(fileio.join(path, "saved_model.pb")):
+        raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/; "
+                           f"fix: pass a --ckpt_dir that `birdclef train` finished")
+    m = tf.saved_model.load(path)
+    classes = [c.decode() for c in m.signatures["labels"]()["classes"].numpy()]
+    return m.signatures["serving_default"], classes, path
+
+
+def row_prefix(path: str) -> str:
+    """<audio_id>_<site> for BirdCLEF soundscape names (<audio_id>_<site>_<date>.ogg), else the stem."""
+    stem = fileio.basename(path).rsplit(".", 1)[0]
+    parts = stem.split("_")
+    if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
+        return f"{parts[0]}_{parts[1]}"
+    return stem
+
+
+def windows_of(blocks, cfg: FeatureConfig = DEFAULT_FEATURES, per_call: int = WINDOWS_PER_CALL):
+    """Yield (index of first window, audio of `per_call` or fewer whole 5 s windows) from audio blocks.
+
+    The last window is zero-padded to 5 s; a recording shorter than 5 s gives one window."""
+    win = int(round(cfg.window_s * cfg.sample_rate))
+    size = win * per_call
+    buf, first = np.zeros(0, np.float32), 0
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if len(buf) else np.asarray(block, np.float32)
+        while len(buf) >= size:
+            yield first, buf[:size]
+            buf, first = buf[size:], first + per_call
+    if len(buf) or first == 0:
+        n = max(1, -(-len(buf) // win))
+        yield first, np.pad(buf, (0, n * win - len(buf)))
+
+
+def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
+    """[windows, classes]: per class, the max score over the chunks inside each 5 s window of `wave`."""
+    import tensorflow as tf
+
+    win_s, chunk_s = cfg.window_s, cfg.chunk_s
+    out = serve(waveform=tf.constant(wave, tf.float32))
+    scores, starts = out["scores"].numpy(), out["chunk_start_s"].numpy()
+    n_win = int(round(len(wave) / (win_s * cfg.sample_rate)))
+    w = np.floor(starts / win_s + 1e-6).astype(int)
+    inside = starts + chunk_s <= (w + 1) * win_s + 1e-6
+    res = np.zeros((n_win, scores.shape[1]), np.float32)
+    np.maximum.at(res, w[inside], scores[inside])
+    return res
+
+
+def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAULT_AUDIO,
+                 cfg: FeatureConfig = DEFAULT_FEATURES) -> pd.DataFrame:
+    """One row per 5 s window of `path`: file, row_id, start_s, end_s and one column per class."""
+    parts, firsts = [], []
+    for first, wave in windows_of(audio.stream(path, acfg, allow_silent=True), cfg):
+        parts.append(window_scores(serve, wave, cfg))
+        firsts.append(first)
+    scores = np.concatenate(parts)
+    end = (np.arange(len(scores)) + 1) * cfg.window_s
+    prefix = row_prefix(path)
+    df = pd.DataFrame({"file": path, "row_id": [f"{prefix}_{int(e)}" for e in end],
+                       "start_s": end - cfg.window_s, "end_s": end})
+    return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
+
+
+def label_windows(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[str]:
+    """Space-separated birds with score >= threshold per window, else 'nocall'."""
+    birds = [c for c in classes if c != NOCALL]
+    if not birds:
+        return [NOCALL] * len(scores)
+    values = scores[birds].to_numpy()
+    out = []
+    for row in values >= threshold:
+        hit = [b for b, h in zip(birds, row) if h]
+        out.append(" ".join(hit) if hit else NOCALL)
+    return out
+
+
+def raven_table(scores: pd.DataFrame, classes: list[str], threshold: float,
+                cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+    """Raven Pro selection table (tab-separated) of the windows where a bird scores >= threshold."""
+    lines = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\tScore"]
+    n = 0
+    birds = [c for c in classes if c != NOCALL]
+    values = scores[birds].to_numpy() if birds else np.zeros((len(scores), 0))
+    for (start, end), row in zip(scores[["start_s", "end_s"]].to_numpy(), values):
+        for b, s in zip(birds, row):
+            if s >= threshold:
+                n += 1
+                lines.append(f"{n}\tSpectrogram 1\t1\t{start:.3f}\t{end:.3f}\t{cfg.fmin:.1f}\t{cfg.fmax:.1f}\t{b}\t{s:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def input_files(inputs: list[str]) -> list[str]:
+    """Audio files named directly or found (recursively) in folders."""
+    files = []
+    for p in inputs:
+        if any(p.lower().endswith(s) for s in AUDIO_SUFFIXES):
+            files.append(p)
+        else:
+            found = fileio.list_files(p, AUDIO_SUFFIXES) if fileio.exists(p) else []
+            files.extend(found if found else [p])  # a missing path is reported per file, below
+    return files
+
+
+def model_fingerprint(serve, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+    """Identity of a model by what it does: a hash of its rounded scores on a fixed probe signal.
+
+    A re-export of the same weights keeps it (the SavedModel bytes do not); a retrained model changes it."""
+    import tensorflow as tf
+
+    probe = np.random.default_rng(12345).standard_normal(int(3 * cfg.sample_rate)).astype(np.float32) * 0.1
+    scores = serve(waveform=tf.constant(probe))["scores"].numpy()
+    return hashlib.sha1(np.round(scores, 3).astype(np.float32).tobytes()).hexdigest()
+
+
+def run(model_path: str, inputs: list[str], out: str, threshold: float = 0.5,
+        acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, log=print) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not 0.0 < threshold <= 1.0:
+        raise PredictError(f"--threshold {threshold} must be in (0, 1]")
+    serve, classes, export_dir = load_model(model_path)
+    files = input_files(inputs)
+    if not files:
+        raise PredictError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(inputs)}")
+    params = {"model": export_dir, "model_fingerprint": model_fingerprint(serve, cfg), "threshold": threshold,
+              "classes": classes}
+    fileio.makedirs(out)
+    params_file = fileio.join(out, "predict.json")
+    if fileio.exists(params_file):
+        old = json.loads(fileio.read_text(params_file))
+        if old != params:
+            diff = sorted(k for k in params if old.get(k) != params[k])
+            raise PredictError(f"{out} holds predictions made with another {', '.join(diff)}; "
+                               f"fix: choose another --out (nothing was overwritten)")
+    fileio.write_text(params_file, json.dumps(params, indent=2))
+
+    from tqdm import tqdm
+
+    results, quarantined, resumed = [], [], 0
+    for path in tqdm(files, desc="predict", unit="file", disable=None, leave=False):
+        part = fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
+        if fileio.exists(part):
+            results.append(pd.read_csv(io.StringIO(fileio.read_text(part)), keep_default_na=False))
+            resumed += 1
+            continue
+        try:
+            df = predict_file(serve, classes, path, acfg, cfg)
+        except audio.AudioError as e:
+            quarantined.append({"path": path, "reason": e.reason, "message": str(e)})
+            log(f"predict: skipped {e}")
+            continue
+        fileio.write_text_atomic(part, df.to_csv(index=False, float_format="%.5f"))
+        results.append(df)
+    if quarantined:
+        fileio.write_text(fileio.join(out, "quarantine.csv"), pd.DataFrame(quarantined).to_csv(index=False))
+    if not results:
+        raise PredictError(f"none of the {len(files)} input files could be used; see {out}/quarantine.csv")
+    scores = pd.concat(results, ignore_index=True)
+    scores.insert(4, "birds", label_windows(scores, classes, threshold))
+    fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
+    fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))
+    for path, grp in scores.groupby("file", sort=False):
+        stem = fileio.basename(path).rsplit(".", 1)[0]
+        fileio.write_text(fileio.join(out, "raven", f"{stem}.selections.txt"), raven_table(grp, classes, threshold, cfg))
+    summary = {"files": len(files), "predicted": len(results), "resumed": resumed, "quarantined": len(quarantined),
+               "windows": int(len(scores)), "windows_with_birds": int((scores["birds"] != NOCALL).sum()),
+               "out": out}
+    log(f"predict: {summary['predicted']} of {len(files)} files ({resumed} from an earlier run), "
+        f"{summary['windows']} windows, {summary['windows_with_birds']} with birds; {len(quarantined)} skipped; "
+        f"outputs in {out}")
+    return summary

@@ -1,0 +1,75 @@
+"""Metrics and window logic of evaluate / predict (the model runs are in test_cli's demo tests)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef import evaluate, predict
+from birdclef.config import DEFAULT_FEATURES, NOCALL
+
+
+def test_row_f1_follows_birdclef_2021():
+    # per row F1 of label sets, nocall a label, then the mean over rows
+    pred = ["amerob", "amerob bkcchi", NOCALL, NOCALL, "amerob"]
+    true = ["amerob", "amerob", NOCALL, "bkcchi", NOCALL]
+    expected = [1.0, 2 * 1 / (2 + 1), 1.0, 0.0, 0.0]
+    assert evaluate.row_f1(pred, true) == pytest.approx(np.mean(expected))
+    assert evaluate.row_f1([NOCALL] * 3, [NOCALL, "a", "a b"]) == pytest.approx(1 / 3)
+
+
+def test_detection_precision_recall_and_map():
+    p, r = evaluate.precision_recall(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
+    assert (p, r) == (0.5, 0.5)
+    y = np.array([0, 0, 1, 1])
+    perfect = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    assert evaluate.mean_average_precision(perfect, y) == pytest.approx(1.0)
+    assert evaluate.mean_average_precision(perfect[:, ::-1], y) < 0.75
+
+
+def test_windows_cover_the_recording_and_pad_only_the_last():
+    sr = DEFAULT_FEATURES.sample_rate
+    win = 5 * sr
+    wave = np.arange(int(32.5 * sr), dtype=np.float32)
+    blocks = [wave[i:i + 7 * sr] for i in range(0, len(wave), 7 * sr)]  # blocks not aligned to windows
+    got = list(predict.windows_of(iter(blocks), per_call=2))
+    assert [first for first, _ in got] == [0, 2, 4, 6]
+    joined = np.concatenate([w for _, w in got])
+    assert len(joined) == 7 * win  # 6.5 windows -> 7, the last zero-padded
+    np.testing.assert_array_equal(joined[:len(wave)], wave)
+    assert not joined[len(wave):].any()
+    short = list(predict.windows_of(iter([np.ones(sr, np.float32)])))
+    assert len(short) == 1 and len(short[0][1]) == win
+
+
+def test_window_scores_take_the_max_of_the_chunks_inside_each_window():
+    sr = DEFAULT_FEATURES.sample_rate
+
+    def serve(waveform):  # a fake model: chunk k (start k s) scores k on class 1
+        n = int(waveform.shape[0]) // sr - 1
+        scores = np.zeros((n, 2), np.float32)
+        scores[:, 1] = np.arange(n)
+        return {"scores": _T(scores), "chunk_start_s": _T(np.arange(n, dtype=np.float32))}
+
+    res = predict.window_scores(serve, np.zeros(10 * sr, np.float32))
+    # window 0 holds chunks starting at 0..3, window 1 at 5..8; the chunk at 4 s spans both
+    np.testing.assert_array_equal(res[:, 1], [3, 8])
+
+
+class _T:
+    def __init__(self, a):
+        self.a = a
+
+    def numpy(self):
+        return self.a
+
+
+def test_labels_row_ids_and_raven_table():
+    classes = ["aaa", "bbb", NOCALL]
+    df = pd.DataFrame({"start_s": [0.0, 5.0, 10.0], "end_s": [5.0, 10.0, 15.0],
+                       "aaa": [0.9, 0.1, 0.6], "bbb": [0.7, 0.2, 0.1], NOCALL: [0.0, 0.7, 0.3]})
+    assert predict.label_windows(df, classes, 0.5) == ["aaa bbb", NOCALL, "aaa"]
+    table = predict.raven_table(df, classes, 0.5).splitlines()
+    assert table[0].startswith("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)")
+    assert [l.split("\t")[7] for l in table[1:]] == ["aaa", "bbb", "aaa"]
+    assert table[3].split("\t")[3:5] == ["10.000", "15.000"]
+    assert predict.row_prefix("gs://b/test_soundscapes/2782_SSW_20170701.ogg") == "2782_SSW"
+    assert predict.row_prefix("/x/dawn chorus.flac") == "dawn chorus"
