@@ -1,7 +1,7 @@
 """Export a trained model as a SavedModel that takes raw audio.
 
 Signature `serving_default(waveform: float32 [n])` on 32 kHz mono audio of any
-length returns
+length (chunked by `chunk_tf`'s rule, log-mels by `logmel_wave_tf`) returns
   embedding      [chunks, D]   L2-normalised embeddings, one per 2 s chunk
   scores         [chunks, C]   class probabilities (softmax; classes in `labels`)
   chunk_start_s  [chunks]      where each chunk starts, seconds
@@ -24,7 +24,7 @@ from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
     import tensorflow as tf
 
-    from birdclef.features import chunk_tf, logmel_tf
+    from birdclef.features import logmel_wave_tf
     from birdclef.pipeline.stage2_tft import fitted_normalisation
 
     mean, std = fitted_normalisation(tft_dir, cfg)
@@ -39,8 +39,8 @@ def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
         def serve(self, waveform):
-            chunks, starts = chunk_tf(waveform, cfg)
-            mel = (logmel_tf(chunks, cfg) - self.mean) / self.std
+            mel, starts = logmel_wave_tf(waveform, cfg)  # = logmel_tf of chunk_tf's chunks (tested)
+            mel = (mel - self.mean) / self.std
             out = self.model(mel, training=False)
             return {"embedding": out["embedding"], "scores": tf.nn.softmax(out["logits"], -1),
                     "chunk_start_s": tf.cast(starts, tf.float32) / float(cfg.sample_rate)}

@@ -70,6 +70,15 @@ def test_chunk_tf_follows_the_chunking_rule():
         np.testing.assert_array_equal(chunks.numpy(), features.cut_chunks(wave))
 
 
+def test_waveform_logmel_of_exported_models_equals_the_per_chunk_definition():
+    for n in (100, 64000, 64001, 96000, 96100, 32000 * 7 + 5, 32000 * 30):
+        wave = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+        mel, starts = features.logmel_wave_tf(wave)
+        chunks, want_starts = features.chunk_tf(wave)
+        np.testing.assert_array_equal(starts.numpy(), want_starts.numpy())
+        np.testing.assert_allclose(mel.numpy(), features.logmel(chunks.numpy()), atol=1e-5, rtol=0)
+
+
 def test_shared_frame_logmel_equals_the_per_chunk_definition():
     """Stage 1 computes frames shared by overlapping chunks once; it must equal logmel of each chunk."""
     import dataclasses
