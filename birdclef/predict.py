@@ -3,8 +3,9 @@
 Runs an exported model (CKPT_DIR/export, a SavedModel taking raw 32 kHz audio;
 see birdclef.export) over audio files or folders, local or remote. Each file is
 decoded once, in blocks (bounded memory, any length), resampled to 32 kHz and
-cut into 5 s windows ending at 5, 10, 15, ... s (the last one zero-padded, as in
-BirdCLEF). A window's score for a class is the highest score among the four
+cut into 5 s windows ending at 5, 10, 15, ... s. A last partial window is kept
+(zero-padded) when it holds at least MIN_TAIL_S of audio, so a file of 10.00003 s gives
+two windows, not three; a file shorter than 5 s gives one. A window's score for a class is the highest score among the four
 2 s chunks (1 s hop) that lie inside it, the chunks `birdclef transform` makes
 of a labelled soundscape window. Birds with a score >= --threshold are the
 window's labels; a window without any is `nocall`.
@@ -34,6 +35,7 @@ from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig
 
 AUDIO_SUFFIXES = (".ogg", ".flac", ".wav", ".mp3")
 WINDOWS_PER_CALL = 12  # 60 s of audio per model call
+MIN_TAIL_S = 1.0  # a trailing partial window needs this much audio to be labelled
 
 
 class PredictError(Exception):
@@ -64,10 +66,17 @@ def row_prefix(path: str) -> str:
     return stem
 
 
-def windows_of(blocks, cfg: FeatureConfig = DEFAULT_FEATURES, per_call: int = WINDOWS_PER_CALL):
-    """Yield (index of first window, audio of `per_call` or fewer whole 5 s windows) from audio blocks.
+def n_windows(n_samples: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
+    """How many 5 s windows a recording of n_samples gets (see the module doc)."""
+    win = int(round(cfg.window_s * cfg.sample_rate))
+    full, rest = divmod(n_samples, win)
+    return max(1, full + (rest >= MIN_TAIL_S * cfg.sample_rate))
 
-    The last window is zero-padded to 5 s; a recording shorter than 5 s gives one window."""
+
+def windows_of(blocks, cfg: FeatureConfig = DEFAULT_FEATURES, per_call: int = WINDOWS_PER_CALL):
+    """Yield (index of first window, audio of `per_call` or fewer 5 s windows) from audio blocks.
+
+    Windows follow `n_windows`; a kept partial last window is zero-padded to 5 s."""
     win = int(round(cfg.window_s * cfg.sample_rate))
     size = win * per_call
     buf, first = np.zeros(0, np.float32), 0
@@ -76,8 +85,13 @@ def windows_of(blocks, cfg: FeatureConfig = DEFAULT_FEATURES, per_call: int = WI
         while len(buf) >= size:
             yield first, buf[:size]
             buf, first = buf[size:], first + per_call
-    if len(buf) or first == 0:
-        n = max(1, -(-len(buf) // win))
+    # what is left: whole windows, plus a partial one if it holds MIN_TAIL_S (= n_windows in total)
+    full, rest = divmod(len(buf), win)
+    n = full + (rest >= MIN_TAIL_S * cfg.sample_rate)
+    if first == 0:
+        n = max(n, 1)
+    if n:
+        buf = buf[:n * win]
         yield first, np.pad(buf, (0, n * win - len(buf)))
 
 

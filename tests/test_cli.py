@@ -80,11 +80,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys, shared_data):
 
 def _check_predict(work, out, shared_data, capsys):
     """predict: every input accounted for, BirdCLEF rows, resume, and no silent overwrite."""
-    import math
-
     import pandas as pd
 
-    from birdclef import audio
+    from birdclef import audio, predict
 
     soundscapes = sorted((work / "data" / "test_soundscapes").iterdir())
     corrupt = shared_data / "corrupt"
@@ -98,7 +96,7 @@ def _check_predict(work, out, shared_data, capsys):
     good = [*map(str, soundscapes), str(corrupt / "stereo_48k.wav")]
     assert sorted(set(scores.file)) == sorted(good)
     for f in good:
-        assert (scores.file == f).sum() == math.ceil(audio.duration(f) / 5 - 1e-9), f
+        assert (scores.file == f).sum() == predict.n_windows(round(audio.duration(f) * 32000)), f
     sub = pd.read_csv(out / "submission.csv", keep_default_na=False)
     assert list(sub.columns) == ["row_id", "birds"] and len(sub) == len(scores)
     stem = soundscapes[0].stem.split("_")

@@ -1,4 +1,6 @@
 """Metrics and window logic of evaluate / predict (the model runs are in test_cli's demo tests)."""
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +40,10 @@ def test_windows_cover_the_recording_and_pad_only_the_last():
     assert not joined[len(wave):].any()
     short = list(predict.windows_of(iter([np.ones(sr, np.float32)])))
     assert len(short) == 1 and len(short[0][1]) == win
+    # a sliver past whole windows (10.00003 s) is not a window of its own; 1 s or more is
+    for n, want in ((10 * sr + 1, 2), (11 * sr, 3), (24 * sr + 10, 5), (25 * sr + sr // 2, 5), (3 * sr, 1)):
+        got = sum(len(w) for _, w in predict.windows_of(iter([np.ones(n, np.float32)]), per_call=2)) // win
+        assert got == want == predict.n_windows(n), (n, got, want)
 
 
 def test_window_scores_take_the_max_of_the_chunks_inside_each_window():
@@ -73,3 +79,27 @@ def test_labels_row_ids_and_raven_table():
     assert table[3].split("\t")[3:5] == ["10.000", "15.000"]
     assert predict.row_prefix("gs://b/test_soundscapes/2782_SSW_20170701.ogg") == "2782_SSW"
     assert predict.row_prefix("/x/dawn chorus.flac") == "dawn chorus"
+
+
+def test_predict_reads_and_writes_remote_storage(monkeypatch, shared_data):
+    """Inputs and outputs on an fsspec store (memory:// here, gs:// or s3:// for users)."""
+    import fsspec
+    import tensorflow as tf
+
+    from birdclef import features, fileio
+
+    def serve(waveform):  # fake model: "aaa" where the chunk is loud
+        chunks, starts = features.chunk_tf(waveform)
+        loud = tf.cast(tf.sqrt(tf.reduce_mean(chunks ** 2, 1)) > 0.01, tf.float32)
+        return {"scores": tf.stack([loud, 1 - loud], 1), "chunk_start_s": tf.cast(starts, tf.float32) / 32000}
+
+    monkeypatch.setattr(predict, "load_model", lambda path: (serve, ["aaa", NOCALL], path))
+    src = shared_data / "birdclef-mini" / "train_soundscapes" / "1001_PA_20200607.ogg"
+    with fsspec.open("memory://in/sc/1001_PA_20200607.ogg", "wb") as f:
+        f.write(src.read_bytes())
+    fileio.write_text("memory://in/sc/notes.txt", "not audio, not picked up")
+    summary = predict.run("memory://model", ["memory://in/sc"], "memory://out/p", log=lambda *a: None)
+    assert summary["predicted"] == 1 and summary["quarantined"] == 0
+    sub = pd.read_csv(io.StringIO(fileio.read_text("memory://out/p/submission.csv")))
+    assert list(sub.row_id) == ["1001_PA_5", "1001_PA_10"]
+    assert fileio.exists("memory://out/p/raven/1001_PA_20200607.selections.txt")
