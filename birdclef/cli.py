@@ -221,6 +221,10 @@ def cmd_demo(args) -> int:
     return demo.run(args)
 
 
+def add_threshold_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from birdclef import __version__
 
@@ -297,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the labelled soundscapes, write CKPT_DIR/evaluation.json, print the table.")
     p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
     p.add_argument("--work-dir", required=True, help="work directory the models were trained from (--data_path)")
-    p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
+    add_threshold_arg(p)
     p.add_argument("--soundscapes", default="test", choices=("test", "val", "train", "all"),
                    help="which split's labelled soundscapes to score (default %(default)s)")
     p.add_argument("--csv", help="also write the table as CSV here")
@@ -309,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
     p.add_argument("--ckpt_dir", required=True, help="a `birdclef train` --ckpt_dir, or its export/ folder")
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
-    p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
+    add_threshold_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",

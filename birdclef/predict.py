@@ -113,11 +113,8 @@ def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES
 def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAULT_AUDIO,
                  cfg: FeatureConfig = DEFAULT_FEATURES) -> pd.DataFrame:
     """One row per 5 s window of `path`: file, row_id, start_s, end_s and one column per class."""
-    parts, firsts = [], []
-    for first, wave in windows_of(audio.stream(path, acfg, allow_silent=True), cfg):
-        parts.append(window_scores(serve, wave, cfg))
-        firsts.append(first)
-    scores = np.concatenate(parts)
+    scores = np.concatenate([window_scores(serve, wave, cfg)
+                             for _, wave in windows_of(audio.stream(path, acfg, allow_silent=True), cfg)])
     end = (np.arange(len(scores)) + 1) * cfg.window_s
     prefix = row_prefix(path)
     df = pd.DataFrame({"file": path, "row_id": [f"{prefix}_{int(e)}" for e in end],
