@@ -14,6 +14,7 @@ with a window score >= threshold, else `nocall` (exactly `birdclef predict`):
                       (`nocall` counts as a label), averaged over rows ("row-wise micro F1")
   row_f1_all_nocall   the same for a model that always answers nocall: the floor to beat
   detection_precision, detection_recall  of "a bird calls in this window" (any bird vs nocall)
+  birds_not_in_classes  labelled birds the model was not trained on (reported, not hidden)
 Also per chunk of the test recordings: detection precision/recall of bird vs non-bird audio.
 
 Writes CKPT_DIR/evaluation.json per model; `birdclef compare` shows them side by side.
@@ -121,13 +122,16 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
         for row_id, birds in zip(rows["row_id"], rows["birds"]):
             pred.append(got.get(row_id, NOCALL))
             true.append(" ".join(sorted(str(birds).split())))
+    unknown = sorted({b for t in true for b in t.split()} - set(classes))
     has_bird = np.array([t != NOCALL for t in true])
     det = np.array([p != NOCALL for p in pred])
     p, r = precision_recall(det, has_bird)
     return {"soundscape_split": split, "soundscapes": int(len(sc)), "soundscape_windows": len(true),
             "windows_with_birds": int(has_bird.sum()),
             "row_f1": row_f1(pred, true), "row_f1_all_nocall": row_f1([NOCALL] * len(true), true),
-            "detection_precision": p, "detection_recall": r}
+            "detection_precision": p, "detection_recall": r,
+            # birds in the labels that the model has no class for: no model can get those rows right
+            "birds_not_in_classes": unknown}
 
 
 def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: str = "test", log=print) -> dict:
@@ -151,6 +155,9 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(result, indent=2))
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
+    if result.get("birds_not_in_classes"):
+        log(f"evaluate: note: the soundscape labels name birds this model has no class for "
+            f"({', '.join(result['birds_not_in_classes'])}); row-wise F1 cannot credit those")
     log(f"evaluate: {ckpt_dir}: accuracy {result.get('accuracy', float('nan')):.3f}, "
         f"mAP {result.get('mAP', float('nan')):.3f} on {result.get('test_chunks', 0)} test chunks; "
         f"row-wise F1 {result.get('row_f1', float('nan')):.3f} (all-nocall {result.get('row_f1_all_nocall', float('nan')):.3f}) "

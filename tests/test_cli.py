@@ -130,6 +130,7 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     # through the exported model, on raw audio of held-out recordings and soundscape windows
     assert ev["accuracy"] >= 0.8 and ev["mAP"] >= 0.8, ev
     assert ev["soundscape_windows"] >= 6 and ev["row_f1"] > ev["row_f1_all_nocall"], ev
+    assert ev["birds_not_in_classes"] == []
 
 
 def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):
