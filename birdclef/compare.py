@@ -40,7 +40,7 @@ def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
 
 def markdown(table: list[dict]) -> str:
     heads = [t for t, _ in COLUMNS]
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("n/a" if v is None else str(v))  # noqa: E731
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(fmt(r[h]) for h in heads) + " |" for r in table]
     return "\n".join(lines)

@@ -152,7 +152,9 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "classes": classes,
               **chunk_metrics(serve, classes, test, threshold),
               **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)}
-    fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(result, indent=2))
+    # strict JSON for tools outside Python: an undefined metric (e.g. precision with no detections) is null
+    strict = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in result.items()}
+    fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(strict, indent=2, allow_nan=False))
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
     if result.get("birds_not_in_classes"):
