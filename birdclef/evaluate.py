@@ -15,6 +15,7 @@ with a window score >= threshold, else `nocall` (exactly `birdclef predict`):
   row_f1_all_nocall   the same for a model that always answers nocall: the floor to beat
   detection_precision, detection_recall  of "a bird calls in this window" (any bird vs nocall)
   birds_not_in_classes  labelled birds the model was not trained on (reported, not hidden)
+  threshold_sweep     row_f1 and detection precision/recall at other thresholds (to choose one on val)
 Also per chunk of the test recordings: detection precision/recall of bird vs non-bird audio.
 
 Writes CKPT_DIR/evaluation.json per model; `birdclef compare` shows them side by side.
@@ -29,6 +30,9 @@ import pandas as pd
 
 from birdclef import audio, fileio
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
+
+
+SWEEP = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 class EvaluateError(Exception):
@@ -114,24 +118,40 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
     if not len(sc):
         return {"soundscape_windows": 0, "soundscape_split": split}
     labels = metadata.read_soundscape_labels(data_dir)
-    pred, true = [], []
+    scored, true = [], []
     for r in sc.itertuples(index=False):
-        df = predict.predict_file(serve, classes, r.path, acfg, cfg)
-        got = dict(zip(df["row_id"], predict.label_windows(df, classes, threshold)))
+        df = predict.predict_file(serve, classes, r.path, acfg, cfg).set_index("row_id")
         rows = labels[(labels["audio_id"].astype(str) == str(r.audio_id)) & (labels["site"] == r.site)]
-        for row_id, birds in zip(rows["row_id"], rows["birds"]):
-            pred.append(got.get(row_id, NOCALL))
-            true.append(" ".join(sorted(str(birds).split())))
+        # a labelled window past the audio's end counts as answered `nocall` (all scores 0)
+        scored.append(df.reindex(rows["row_id"])[classes].fillna(0.0))
+        true += [" ".join(sorted(str(b).split())) for b in rows["birds"]]
+    scores = pd.concat(scored, ignore_index=True)
     unknown = sorted({b for t in true for b in t.split()} - set(classes))
     has_bird = np.array([t != NOCALL for t in true])
-    det = np.array([p != NOCALL for p in pred])
-    p, r = precision_recall(det, has_bird)
+
+    def at(th: float) -> dict:
+        pred = predict.label_windows(scores, classes, th)
+        p, r = precision_recall(np.array([x != NOCALL for x in pred]), has_bird)
+        return {"row_f1": row_f1(pred, true), "detection_precision": p, "detection_recall": r}
+
     return {"soundscape_split": split, "soundscapes": int(len(sc)), "soundscape_windows": len(true),
-            "windows_with_birds": int(has_bird.sum()),
-            "row_f1": row_f1(pred, true), "row_f1_all_nocall": row_f1([NOCALL] * len(true), true),
-            "detection_precision": p, "detection_recall": r,
+            "windows_with_birds": int(has_bird.sum()), **at(threshold),
+            "row_f1_all_nocall": row_f1([NOCALL] * len(true), true),
             # birds in the labels that the model has no class for: no model can get those rows right
-            "birds_not_in_classes": unknown}
+            "birds_not_in_classes": unknown,
+            # the same at other thresholds, to choose `predict --threshold` (on a split not used to report)
+            "threshold_sweep": [{"threshold": t, **at(t)} for t in SWEEP]}
+
+
+def _strict(v):
+    """NaN (an undefined metric) -> None, recursively, so the JSON is strict."""
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _strict(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_strict(x) for x in v]
+    return v
 
 
 def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: str = "test", log=print) -> dict:
@@ -153,8 +173,7 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
               **chunk_metrics(serve, classes, test, threshold),
               **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)}
     # strict JSON for tools outside Python: an undefined metric (e.g. precision with no detections) is null
-    strict = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in result.items()}
-    fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(strict, indent=2, allow_nan=False))
+    fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(_strict(result), indent=2, allow_nan=False))
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
     if result.get("birds_not_in_classes"):

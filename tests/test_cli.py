@@ -131,6 +131,8 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     assert ev["accuracy"] >= 0.8 and ev["mAP"] >= 0.8, ev
     assert ev["soundscape_windows"] >= 6 and ev["row_f1"] > ev["row_f1_all_nocall"], ev
     assert ev["birds_not_in_classes"] == []
+    at_default = next(x for x in ev["threshold_sweep"] if x["threshold"] == 0.5)
+    assert at_default["row_f1"] == ev["row_f1"] and at_default["detection_recall"] == ev["detection_recall"]
 
 
 def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):
