@@ -25,6 +25,11 @@ def chunk_samples(cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
     return int(round(cfg.chunk_s * cfg.sample_rate))
 
 
+def hop_samples(cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
+    """Samples between the starts of consecutive chunks."""
+    return int(round(cfg.hop_s * cfg.sample_rate))
+
+
 def frames_per_chunk(cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
     return -(-chunk_samples(cfg) // cfg.hop_length)  # stft with pad_end=True
 
@@ -36,7 +41,7 @@ def mel_shape(cfg: FeatureConfig = DEFAULT_FEATURES) -> tuple[int, int]:
 def chunk_starts(n_samples: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> list[int]:
     """Start sample of every chunk of a recording of n_samples (see module doc)."""
     size = chunk_samples(cfg)
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    hop = hop_samples(cfg)
     if n_samples <= size:
         return [0]
     starts = list(range(0, n_samples - size + 1, hop))
@@ -66,17 +71,21 @@ def _mel_matrix(cfg: FeatureConfig) -> np.ndarray:
             lower_edge_hertz=cfg.fmin, upper_edge_hertz=cfg.fmax).numpy()
 
 
-def logmel_tf(chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
-    """TF ops: [batch, chunk_samples] float32 -> [batch, frames, n_mels] log-mel.
+def _frames_logmel_tf(signal, cfg: FeatureConfig, pad_end: bool):
+    """TF ops: log-mel of the STFT frames of signal(s) [..., samples] -> [..., frames, n_mels].
 
     Log of mel power with a floor of 1e-6 (about -60 dB re full scale)."""
     import tensorflow as tf
 
-    stft = tf.signal.stft(chunks, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
-                          fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=True)
+    stft = tf.signal.stft(signal, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
+                          fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=pad_end)
     power = tf.math.square(tf.math.abs(stft))
-    mel = tf.tensordot(power, tf.constant(_mel_matrix(cfg)), 1)
-    return tf.math.log(mel + 1e-6)
+    return tf.math.log(tf.tensordot(power, tf.constant(_mel_matrix(cfg)), 1) + 1e-6)
+
+
+def logmel_tf(chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
+    """TF ops: [batch, chunk_samples] float32 -> [batch, frames, n_mels] log-mel (frames padded past the end)."""
+    return _frames_logmel_tf(chunks, cfg, pad_end=True)
 
 
 @functools.lru_cache(maxsize=8)
@@ -87,13 +96,17 @@ def _compiled(cfg: FeatureConfig):
                        input_signature=[tf.TensorSpec([None, chunk_samples(cfg)], tf.float32)])
 
 
+def _concat_mels(parts: list[np.ndarray], cfg: FeatureConfig) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, *mel_shape(cfg)), np.float32)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def logmel(chunks: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES, batch: int = 64) -> np.ndarray:
     """numpy in, numpy out: [n, chunk_samples] -> [n, frames, n_mels] float32."""
     fn = _compiled(cfg)
     out = [fn(chunks[i:i + batch]).numpy() for i in range(0, len(chunks), batch)]
-    if not out:
-        return np.zeros((0, *mel_shape(cfg)), np.float32)
-    return np.concatenate(out) if len(out) > 1 else out[0]
+    return _concat_mels(out, cfg)
 
 
 def _tail_start(cfg: FeatureConfig) -> int:
@@ -104,7 +117,7 @@ def _tail_start(cfg: FeatureConfig) -> int:
 
 def shares_frames(cfg: FeatureConfig = DEFAULT_FEATURES) -> bool:
     """True when chunks a hop apart share STFT frames (the chunk hop is a whole number of frames)."""
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    hop = hop_samples(cfg)
     return hop % cfg.hop_length == 0 and chunk_samples(cfg) >= cfg.n_fft and hop <= chunk_samples(cfg)
 
 
@@ -118,22 +131,14 @@ def logmel_run_tf(segment, n_chunks, cfg: FeatureConfig = DEFAULT_FEATURES):
     Same result as `logmel_tf` on the cut chunks, to float rounding (tested)."""
     import tensorflow as tf
 
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    hop = hop_samples(cfg)
     size, tail = chunk_samples(cfg), _tail_start(cfg)
     full_frames = tail // cfg.hop_length
-    mel_m = tf.constant(_mel_matrix(cfg))
-
-    def logmel_of(stft):
-        return tf.math.log(tf.tensordot(tf.math.square(tf.math.abs(stft)), mel_m, 1) + 1e-6)
-
-    body = logmel_of(tf.signal.stft(segment, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
-                                    fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=False))
     starts = tf.range(n_chunks) * hop
+    body = _frames_logmel_tf(segment, cfg, pad_end=False)
     body = tf.gather(body, (starts // cfg.hop_length)[:, None] + tf.range(full_frames)[None, :])
     tails = tf.gather(segment, (starts + tail)[:, None] + tf.range(size - tail)[None, :])
-    tails = logmel_of(tf.signal.stft(tails, frame_length=cfg.n_fft, frame_step=cfg.hop_length,
-                                     fft_length=cfg.n_fft, window_fn=tf.signal.hann_window, pad_end=True))
-    return tf.concat([body, tails], axis=1)
+    return tf.concat([body, _frames_logmel_tf(tails, cfg, pad_end=True)], axis=1)
 
 
 def logmel_wave_tf(wave, cfg: FeatureConfig = DEFAULT_FEATURES):
@@ -147,18 +152,12 @@ def logmel_wave_tf(wave, cfg: FeatureConfig = DEFAULT_FEATURES):
         chunks, starts = chunk_tf(wave, cfg)
         return logmel_tf(chunks, cfg), starts
     size = chunk_samples(cfg)
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
-    n = tf.shape(wave)[0]
-    wave = tf.pad(wave, [[0, tf.maximum(0, size - n)]])
-    total = tf.maximum(n, size)
-    n_regular = (total - size) // hop + 1
-    regular = logmel_run_tf(wave[:(n_regular - 1) * hop + size], n_regular, cfg)
-    starts = tf.range(n_regular) * hop
-    has_last = starts[-1] + size < total
+    wave, total, regular_starts, has_last = _chunk_starts_tf(wave, cfg)
+    n_regular = tf.shape(regular_starts)[0]
+    regular = logmel_run_tf(wave[:regular_starts[-1] + size], n_regular, cfg)
     last = tf.cond(has_last, lambda: logmel_tf(wave[None, total - size:total], cfg),
                    lambda: tf.zeros([0, *mel_shape(cfg)], tf.float32))
-    starts = tf.cond(has_last, lambda: tf.concat([starts, [total - size]], 0), lambda: starts)
-    return tf.concat([regular, last], 0), starts
+    return tf.concat([regular, last], 0), _with_last(regular_starts, has_last, total, cfg)
 
 
 @functools.lru_cache(maxsize=8)
@@ -174,7 +173,7 @@ def logmel_chunks(starts: list[int], chunks: list[np.ndarray], cfg: FeatureConfi
 
     Runs of chunks exactly a hop apart (all but a recording's end-aligned last chunk)
     go through `logmel_run_tf`, which computes shared frames once."""
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    hop = hop_samples(cfg)
     out, i = [], 0
     fast = shares_frames(cfg)
     while i < len(chunks):
@@ -187,16 +186,14 @@ def logmel_chunks(starts: list[int], chunks: list[np.ndarray], cfg: FeatureConfi
         else:
             out.append(logmel(np.stack(chunks[i:j]), cfg))
         i = j
-    if not out:
-        return np.zeros((0, *mel_shape(cfg)), np.float32)
-    return np.concatenate(out) if len(out) > 1 else out[0]
+    return _concat_mels(out, cfg)
 
 
 def stream_chunks(blocks, cfg: FeatureConfig = DEFAULT_FEATURES):
     """Yield (start_sample, chunk) from an iterator of audio blocks, by the same
     rule as `chunk_starts`, holding at most about one block plus one chunk."""
     size = chunk_samples(cfg)
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    hop = hop_samples(cfg)
     buf = np.zeros(0, np.float32)
     buf_start = 0       # absolute index of buf[0]
     next_start = 0
@@ -225,12 +222,27 @@ def chunk_tf(wave, cfg: FeatureConfig = DEFAULT_FEATURES):
     import tensorflow as tf
 
     size = chunk_samples(cfg)
-    hop = int(round(cfg.hop_s * cfg.sample_rate))
+    wave, total, regular_starts, has_last = _chunk_starts_tf(wave, cfg)
+    starts = _with_last(regular_starts, has_last, total, cfg)
+    chunks = tf.gather(wave, starts[:, None] + tf.range(size)[None, :])
+    return chunks, starts
+
+
+def _chunk_starts_tf(wave, cfg: FeatureConfig):
+    """TF ops, the rule of `chunk_starts`: (wave zero-padded to one chunk if shorter, its length,
+    starts of the chunks a hop apart, whether an end-aligned last chunk follows them)."""
+    import tensorflow as tf
+
+    size = chunk_samples(cfg)
     n = tf.shape(wave)[0]
     wave = tf.pad(wave, [[0, tf.maximum(0, size - n)]])
     total = tf.maximum(n, size)
-    starts = tf.range((total - size) // hop + 1) * hop
-    starts = tf.cond(starts[-1] + size < total,
-                     lambda: tf.concat([starts, [total - size]], 0), lambda: starts)
-    chunks = tf.gather(wave, starts[:, None] + tf.range(size)[None, :])
-    return chunks, starts
+    starts = tf.range((total - size) // hop_samples(cfg) + 1) * hop_samples(cfg)
+    return wave, total, starts, starts[-1] + size < total
+
+
+def _with_last(regular_starts, has_last, total, cfg: FeatureConfig):
+    import tensorflow as tf
+
+    return tf.cond(has_last, lambda: tf.concat([regular_starts, [total - chunk_samples(cfg)]], 0),
+                   lambda: regular_starts)
