@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 
 import numpy as np
 import pandas as pd
 
-from birdclef import audio, fileio
+from birdclef import audio, fileio, stages
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
 
 AUDIO_SUFFIXES = (".ogg", ".flac", ".wav", ".mp3")
@@ -185,14 +184,10 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float = 0.5,
     params = {"model": export_dir, "model_fingerprint": model_fingerprint(serve, cfg), "threshold": threshold,
               "classes": classes}
     fileio.makedirs(out)
-    params_file = fileio.join(out, "predict.json")
-    if fileio.exists(params_file):
-        old = json.loads(fileio.read_text(params_file))
-        if old != params:
-            diff = sorted(k for k in params if old.get(k) != params[k])
-            raise PredictError(f"{out} holds predictions made with another {', '.join(diff)}; "
-                               f"fix: choose another --out (nothing was overwritten)")
-    fileio.write_text(params_file, json.dumps(params, indent=2))
+    try:
+        stages.claim(fileio.join(out, "predict.json"), params, "predictions", "choose another --out")
+    except stages.StageConflict as e:
+        raise PredictError(str(e)) from e
 
     from tqdm import tqdm
 

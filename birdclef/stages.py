@@ -31,6 +31,27 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _differing(old: dict, new: dict) -> list[str]:
+    old, new = _flat(old), _flat(new)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def claim(params_file: str, params: dict, what: str, fix: str, key: str = "params",
+          extra: dict | None = None) -> None:
+    """Pin the parameters a resumable output is being made with.
+
+    The first run records `params` under `key` in params_file (with `extra`); a later
+    run with the same parameters goes on (resumes), one with other parameters is
+    refused with a StageConflict naming them, so two settings never mix in one output."""
+    new = _canonical(params)
+    if fileio.exists(params_file):
+        old = json.loads(fileio.read_text(params_file))[key]
+        if old != new:
+            raise StageConflict(f"{fileio.dirname(params_file)} holds {what} made with another "
+                                f"{', '.join(_differing(old, new))}; fix: {fix} (nothing was overwritten)")
+    fileio.write_text(params_file, json.dumps({key: new, **(extra or {})}, indent=2))
+
+
 def marker(out_dir: str) -> str:
     return fileio.join(out_dir, "_SUCCESS.json")
 
@@ -46,8 +67,7 @@ def is_done(out_dir: str, params: dict, stage: str) -> bool:
         done = json.loads(fileio.read_text(m))
         if done.get("params") == _canonical(params):
             return True
-        old, new = _flat(done.get("params", {})), _flat(_canonical(params))
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        diff = _differing(done.get("params", {}), _canonical(params))
         raise StageConflict(
             f"{out_dir} already holds a finished '{stage}' made with other parameters "
             f"(differing: {', '.join(diff)}). Fix: use another --work-dir, or delete {out_dir} to remake it.")

@@ -375,14 +375,8 @@ def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=pri
         raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
     data = Data(cfg, feature_cfg)  # checks the input before anything is written
     fileio.makedirs(cfg.ckpt_dir)
-    run_file = fileio.join(cfg.ckpt_dir, "run.json")
-    if fileio.exists(run_file):
-        old = json.loads(fileio.read_text(run_file))["identity"]
-        if old != json.loads(json.dumps(cfg.identity())):
-            diff = sorted(k for k in old if old[k] != cfg.identity().get(k))
-            raise stages.StageConflict(f"{cfg.ckpt_dir} holds a training run with other settings "
-                                       f"(differing: {', '.join(diff)}); fix: use another --ckpt_dir")
-    fileio.write_text(run_file, json.dumps({"identity": cfg.identity(), "config": dataclasses.asdict(cfg)}, indent=2))
+    stages.claim(fileio.join(cfg.ckpt_dir, "run.json"), cfg.identity(), "a training run", "use another --ckpt_dir",
+                 key="identity", extra={"config": dataclasses.asdict(cfg)})
 
     tf.random.set_seed(cfg.seed)
     if cfg.mixed_precision:
