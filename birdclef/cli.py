@@ -221,6 +221,12 @@ def cmd_demo(args) -> int:
     return demo.run(args)
 
 
+def add_table_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of commands that print the side-by-side table (compare, evaluate)."""
+    p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
+    p.add_argument("--csv", help="also write the table as CSV here")
+
+
 def add_threshold_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
 
@@ -292,19 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="test-split metrics of trained models side by side",
                        description="Read metrics.json of each --ckpt_dir and print one table (markdown).")
-    p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
-    p.add_argument("--csv", help="also write the table as CSV here")
+    add_table_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("evaluate", help="mAP, BirdCLEF row-wise F1 and detection P/R of trained models",
                        description="Run each model's exported SavedModel over the test-split recordings and "
                                    "the labelled soundscapes, write CKPT_DIR/evaluation.json, print the table.")
-    p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
+    add_table_args(p)
     p.add_argument("--work-dir", required=True, help="work directory the models were trained from (--data_path)")
     add_threshold_arg(p)
     p.add_argument("--soundscapes", default="test", choices=("test", "val", "train", "all"),
                    help="which split's labelled soundscapes to score (default %(default)s)")
-    p.add_argument("--csv", help="also write the table as CSV here")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label the 5 s windows of recordings or soundscapes",

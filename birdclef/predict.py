@@ -32,7 +32,6 @@ import pandas as pd
 from birdclef import audio, fileio, stages
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
 
-AUDIO_SUFFIXES = (".ogg", ".flac", ".wav", ".mp3")
 WINDOWS_PER_CALL = 12  # 60 s of audio per model call
 MIN_TAIL_S = 1.0  # a trailing partial window needs this much audio to be labelled
 
@@ -121,31 +120,27 @@ def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAU
     return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
 
 
+def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[list[tuple[str, float]]]:
+    """Per window, the (bird, score) pairs scoring >= threshold, in class order."""
+    birds = [c for c in classes if c != NOCALL]
+    values = scores[birds].to_numpy() if birds else np.zeros((len(scores), 0))
+    return [[(b, float(v)) for b, v in zip(birds, row) if v >= threshold] for row in values]
+
+
 def label_windows(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[str]:
     """Space-separated birds with score >= threshold per window, else 'nocall'."""
-    birds = [c for c in classes if c != NOCALL]
-    if not birds:
-        return [NOCALL] * len(scores)
-    values = scores[birds].to_numpy()
-    out = []
-    for row in values >= threshold:
-        hit = [b for b, h in zip(birds, row) if h]
-        out.append(" ".join(hit) if hit else NOCALL)
-    return out
+    return [" ".join(b for b, _ in hits) or NOCALL for hits in _bird_hits(scores, classes, threshold)]
 
 
 def raven_table(scores: pd.DataFrame, classes: list[str], threshold: float,
                 cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
     """Raven Pro selection table (tab-separated) of the windows where a bird scores >= threshold."""
     lines = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\tScore"]
-    n = 0
-    birds = [c for c in classes if c != NOCALL]
-    values = scores[birds].to_numpy() if birds else np.zeros((len(scores), 0))
-    for (start, end), row in zip(scores[["start_s", "end_s"]].to_numpy(), values):
-        for b, s in zip(birds, row):
-            if s >= threshold:
-                n += 1
-                lines.append(f"{n}\tSpectrogram 1\t1\t{start:.3f}\t{end:.3f}\t{cfg.fmin:.1f}\t{cfg.fmax:.1f}\t{b}\t{s:.4f}")
+    spans = scores[["start_s", "end_s"]].to_numpy()
+    hits = [(start, end, b, v) for (start, end), row in zip(spans, _bird_hits(scores, classes, threshold))
+            for b, v in row]
+    for n, (start, end, b, v) in enumerate(hits, 1):
+        lines.append(f"{n}\tSpectrogram 1\t1\t{start:.3f}\t{end:.3f}\t{cfg.fmin:.1f}\t{cfg.fmax:.1f}\t{b}\t{v:.4f}")
     return "\n".join(lines) + "\n"
 
 
@@ -153,10 +148,10 @@ def input_files(inputs: list[str]) -> list[str]:
     """Audio files named directly or found (recursively) in folders."""
     files = []
     for p in inputs:
-        if any(p.lower().endswith(s) for s in AUDIO_SUFFIXES):
+        if any(p.lower().endswith(s) for s in audio.AUDIO_SUFFIXES):
             files.append(p)
         else:
-            found = fileio.list_files(p, AUDIO_SUFFIXES) if fileio.exists(p) else []
+            found = fileio.list_files(p, audio.AUDIO_SUFFIXES) if fileio.exists(p) else []
             files.extend(found if found else [p])  # a missing path is reported per file, below
     return files
 
@@ -180,7 +175,7 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float = 0.5,
     serve, classes, export_dir = load_model(model_path)
     files = input_files(inputs)
     if not files:
-        raise PredictError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {', '.join(inputs)}")
+        raise PredictError(f"no audio files ({', '.join(audio.AUDIO_SUFFIXES)}) in {', '.join(inputs)}")
     params = {"model": export_dir, "model_fingerprint": model_fingerprint(serve, cfg), "threshold": threshold,
               "classes": classes}
     fileio.makedirs(out)
