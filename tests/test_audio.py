@@ -83,6 +83,21 @@ def test_formats_decode_to_mono_at_target_rate(tmp_path, fmt, subtype, sr, chann
     assert abs(peak_hz - 1000) < 5
 
 
+@pytest.mark.parametrize("fmt,channels", [("WAV", 1), ("FLAC", 2)])
+def test_pcm16_decodes_to_exactly_libsndfile_floats(tmp_path, fmt, channels):
+    """16-bit PCM is read as integers and scaled by us (faster): same samples as libsndfile's floats."""
+    rng = np.random.default_rng(1)
+    ints = rng.integers(-32768, 32768, size=(32000 * 3, channels), dtype=np.int16)
+    ints[0], ints[1], ints[2:10] = -32768, 32767, 0  # the extremes and digital zero
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(str(path), ints, 32000, format=fmt, subtype="PCM_16")
+    ref = sf.read(str(path), dtype="float32", always_2d=True)[0]
+    ref = ref[:, 0] if channels == 1 else ref.mean(axis=1, dtype=np.float32)
+    got = np.concatenate(list(audio.stream(str(path), AudioConfig(block_s=1.0))))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_streaming_blocks_match_one_shot_and_stay_bounded(tmp_path):
     sr = 44100
     rng = np.random.default_rng(0)
