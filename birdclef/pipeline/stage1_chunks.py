@@ -40,7 +40,9 @@ class ChunkRecording(beam.DoFn):
 
     def setup(self):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        import tensorflow as tf
+        from birdclef.features import import_tensorflow
+
+        tf = import_tensorflow()
 
         try:  # one core per worker: parallelism comes from Beam workers
             tf.config.threading.set_intra_op_parallelism_threads(1)
