@@ -11,8 +11,11 @@
    loop is also timed warm (in this process, imports done) for reference. Prints
    audio-seconds per CPU-second for both, the Beam run per core (wall time x
    workers), and the ratios. Targets: Beam per core >= 0.7 of the plain loop;
-   >= 300 audio-s per CPU-s. Beam's fixed start-up (~6.5 CPU-s per worker, mostly
-   importing TensorFlow and Beam) is printed separately.
+   >= 300 audio-s per CPU-s. Beam's fixed start-up (~6-8 CPU-s per worker, mostly
+   importing TensorFlow and Beam) is printed separately, with the corpus size from
+   which the per-CPU target holds at the measured steady rate.
+   Also runs stage 1 as `birdclef transform` would by default on this machine
+   (`runner.stage1_args`: in-memory on 2 cores), cold, for comparison.
 2. Peak memory (max RSS) of stage 1 on one long recording (default 60 min), in a
    fresh process. Target: < 2 GB.
 """
@@ -60,18 +63,43 @@ print(sum(1 for i in json.load(open(sys.argv[1])) for _ in fn.process(i)))
 """
 
 
-def plain_loop_cold(items, tmp: str):
-    """The plain loop in a fresh process: CPU-s and wall including interpreter start and imports."""
+DEFAULT_CHILD = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import apache_beam as beam
+from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+from birdclef.pipeline import runner, stage1_chunks
+items = json.load(open(sys.argv[1]))
+args, how = runner.stage1_args([], float(sys.argv[3]))
+with beam.Pipeline(options=runner.pipeline_options(args)) as p:
+    stage1_chunks.build(p, items, sys.argv[2], DEFAULT_AUDIO, DEFAULT_FEATURES)
+import resource
+print(f"{how}; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+"""
+
+
+def _cold(items, tmp: str, code: str, *args: str):
+    """Run `code` over the items in a fresh process: CPU-s and wall including interpreter start and imports."""
     import json
 
     path = os.path.join(tmp, "items.json")
     with open(path, "w") as f:
         json.dump(items, f)
     r0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PLAIN_CHILD, path], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, path, *args], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - w0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, wall, int(out.stdout.split()[-1])
+    return r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, wall, out.stdout.strip().splitlines()[-1]
+
+
+def plain_loop_cold(items, tmp: str):
+    cpu, wall, n = _cold(items, tmp, PLAIN_CHILD)
+    return cpu, wall, int(n)
+
+
+def default_mode_cold(items, tmp: str, secs: float):
+    """Stage 1 as `birdclef transform` runs it here by default (`runner.stage1_args`), from a cold start."""
+    return _cold(items, tmp, DEFAULT_CHILD, os.path.join(tmp, "default"), str(secs))
 
 
 def plain_loop(items):
@@ -100,8 +128,9 @@ def beam_run(items, workers: int, out: str):
     wall = time.perf_counter() - w0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     s1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) + (s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime)
-    return cpu, wall
+    workers = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    runner_cpu = s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime
+    return workers + runner_cpu, wall, runner_cpu
 
 
 MEMORY_CHILD = """
@@ -147,9 +176,11 @@ def main():
                           "split": "train", "path": path})
         secs = audio_seconds(items)
         print(f"{len(items)} recordings, {secs:.0f} audio-s; cpus: {os.cpu_count()}")
-        cpu_0, wall_0 = beam_run(items[:2], args.workers, os.path.join(tmp, "warm"))
-        print(f"Beam fixed cost (2 tiny recordings): {wall_0:.1f} s wall, {cpu_0:.1f} CPU-s")
-        cpu_b, wall_b = beam_run(items, args.workers, os.path.join(tmp, "chunks"))
+        cpu_0, wall_0, self_0 = beam_run(items[:2], args.workers, os.path.join(tmp, "warm"))
+        print(f"Beam fixed cost (2 tiny recordings): {wall_0:.1f} s wall, {cpu_0:.1f} CPU-s "
+              f"(runner process {self_0:.1f}, {args.workers} workers {cpu_0 - self_0:.1f})")
+        cpu_b, wall_b, self_b = beam_run(items, args.workers, os.path.join(tmp, "chunks"))
+        print(f"Beam full run: runner process {self_b:.1f} CPU-s, workers {cpu_b - self_b:.1f} CPU-s")
         cpu_p, wall_p, n = plain_loop(items)
         cpu_c, wall_c, n_c = plain_loop_cold(items, tmp)
         assert n_c == n, (n_c, n)
@@ -168,6 +199,14 @@ def main():
         print(f"ratio Beam per core / cold plain loop: {beam_core_rate / cold_rate:.3f} (target >= 0.7); "
               f"to warm loop {beam_core_rate / warm_rate:.3f}")
         print(f"Beam audio-s per CPU-s: {beam_cpu_rate:.0f} (target >= 300)")
+        cpu_d, wall_d, how = default_mode_cold(items, tmp, secs)
+        print(f"`birdclef transform`'s default here, cold ({how}): {secs / cpu_d:.1f} audio-s per CPU-s, "
+              f"{wall_d:.1f} s wall (cold plain loop {wall_c:.1f} s, Beam x{args.workers} {wall_b:.1f} s)")
+        steady_cpu = secs / (cpu_b - cpu_0)
+        if steady_cpu > 300:  # fixed + secs / steady <= secs / 300
+            hours = cpu_0 / (1 / 300 - 1 / steady_cpu) / 3600
+            print(f"  at this steady rate, >= 300 audio-s per CPU-s from {hours:.1f} h of audio per run "
+                  f"(this corpus: {secs / 3600:.1f} h)")
 
         path = os.path.join(tmp, "long.flac")
         long_recording(path, args.long_minutes)

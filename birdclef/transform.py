@@ -18,7 +18,7 @@ import pandas as pd
 
 from birdclef import fileio, stages
 from birdclef.config import DEFAULT_FEATURES, AudioConfig, FeatureConfig
-from birdclef.pipeline.runner import shuffle_bound_args
+from birdclef.pipeline.runner import shuffle_bound_args, stage1_args
 from birdclef.preprocess import out_dir as preprocess_dir
 
 
@@ -66,9 +66,10 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
     else:
         _clean(chunks_dir)
         items = stage1_chunks.work_items(pre, pre_params["data_dir"])
-        log(f"transform: stage 1: decoding {len(items)} recordings and soundscapes into {chunks_dir}")
+        args, how = stage1_args(beam_args, sum(i["seconds"] for i in items))
+        log(f"transform: stage 1: decoding {len(items)} recordings and soundscapes into {chunks_dir}; {how}")
         t0 = time.perf_counter()
-        _run_pipeline(lambda p: stage1_chunks.build(p, items, chunks_dir, acfg, feature_cfg), beam_args)
+        _run_pipeline(lambda p: stage1_chunks.build(p, items, chunks_dir, acfg, feature_cfg), args)
         log(f"transform: stage 1 took {time.perf_counter() - t0:.1f} s")
         stages.mark_done(chunks_dir, {**params, "part": "stage1"}, "transform stage 1")
 

@@ -174,6 +174,26 @@ def test_stage2_defaults_to_in_memory_on_direct_runner_unless_told():
     assert runner.pipeline_options(runner.shuffle_bound_args([])).get_all_options()["direct_num_workers"] == 1
 
 
+def test_stage1_runs_in_memory_where_worker_start_up_outweighs_extra_cores():
+    from birdclef.pipeline import runner
+
+    in_memory = ["--direct_num_workers=2", "--direct_running_mode=in_memory"]
+    assert runner.stage1_args([], 600.0, cores=16)[0] == ["--direct_num_workers=16", in_memory[1]]  # small input
+    assert runner.stage1_args([], 36000.0, cores=2)[0] == in_memory       # 10 h on 2 cores
+    assert runner.pipeline_options(in_memory).get_all_options()["direct_num_workers"] == 2  # threads, not 1
+    assert runner.stage1_args(["--direct_num_workers=1"], 60.0, cores=2)[0] == ["--direct_num_workers=1",
+                                                                                in_memory[1]]
+    args, how = runner.stage1_args([], 36000.0, cores=16)                  # 10 h on 16 cores
+    assert args == [] and "multi-processing, 16 workers" in how
+    opts = runner.pipeline_options(args).get_all_options()
+    assert opts["direct_running_mode"] == "multi_processing" and opts["direct_num_workers"] == os.cpu_count()
+    told = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert runner.stage1_args(told, 60.0, cores=2)[0] == told              # the user's choice wins
+    dataflow = ["--runner=DataflowRunner"]
+    assert runner.stage1_args(dataflow, 60.0, cores=2)[0] == dataflow      # other runners: untouched
+    assert "overrides" in runner.stage1_args([], 60.0, cores=2)[1]
+
+
 def test_dataflow_without_project_is_refused_before_submitting():
     from birdclef.pipeline import runner
 

@@ -3,7 +3,8 @@
 Any Beam pipeline option passes through (`--runner`, `--project`, `--region`,
 `--temp_location`, `--setup_file`, `--machine_type`, `--direct_num_workers`,
 `--direct_running_mode`, `--flink_master`, `--spark_master_url`, ...).
-Default: DirectRunner in multi-processing mode with one worker per CPU core.
+Default: DirectRunner in multi-processing mode with one worker per CPU core; stage 1
+(`stage1_args`) and stage 2 (`shuffle_bound_args`) choose in-memory where that measured faster.
 """
 from __future__ import annotations
 
@@ -29,6 +30,38 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
     if _runner(args).endswith("DirectRunner") and not _has(args, "--direct_running_mode"):
         args.append("--direct_running_mode=in_memory")
     return args
+
+
+# Stage 1 on DirectRunner, measured on 2 cores, in one process (bench/transform.py corpus,
+# 3.3 h of audio): in-memory with 2 worker threads 21-24 s wall / 34-38 CPU-s, multi-processing
+# x2 34 s wall / 60 CPU-s; at 1 h, 8.7-10 s vs 20 s wall (in-memory with 1 thread: 11.8 s).
+# Each worker process first imports Beam and TensorFlow (~8 CPU-s, ~10 s wall), while threads
+# share the runner's imports and keep ~1.6 cores busy (decoding, resampling and TF ops release
+# the GIL).
+SMALL_INPUT_S = 3600.0
+FEW_CORES = 2
+
+
+def stage1_args(beam_args: list[str] | None, audio_seconds: float, cores: int | None = None) -> tuple[list[str], str]:
+    """Options for stage 1 (decode + log-mel), and why, as a sentence for the log.
+
+    On DirectRunner, unless --direct_running_mode is given: in-memory when the input is
+    under SMALL_INPUT_S of audio or the machine has FEW_CORES or fewer (worker start-up
+    outweighs the extra cores there, see above), else multi-processing with one worker
+    per core. Other runners are left alone."""
+    args = list(beam_args or [])
+    cores = cores or os.cpu_count() or 1
+    if not _runner(args).endswith("DirectRunner") or _has(args, "--direct_running_mode"):
+        return args, "runner options as given"
+    hours = audio_seconds / 3600
+    if audio_seconds < SMALL_INPUT_S or cores <= FEW_CORES:
+        why = (f"{hours:.2f} h of audio" if audio_seconds < SMALL_INPUT_S else f"{cores} CPU cores")
+        if not _has(args, "--direct_num_workers"):
+            args.append(f"--direct_num_workers={cores}")  # threads: decode, resample and TF release the GIL
+        return args + ["--direct_running_mode=in_memory"], (
+            f"in-memory, {cores} worker threads ({why}: worker processes' start-up would cost more than "
+            f"it saves; --direct_running_mode=multi_processing overrides)")
+    return args, f"multi-processing, {cores} workers ({hours:.1f} h of audio on {cores} cores)"
 
 
 def pipeline_options(beam_args: list[str] | None = None):

@@ -152,7 +152,7 @@ def work_items(pre_dir: str, data_dir: str) -> list[dict]:
         except (ValueError, SyntaxError):
             secondary = []
         items.append({"kind": "recording", "recording_id": r.recording_id, "label": r.label,
-                      "secondary": secondary, "split": r.split, "path": r.path})
+                      "secondary": secondary, "split": r.split, "path": r.path, "seconds": float(r.duration_s)})
     sc = pd.read_csv(io.StringIO(fileio.read_text(fileio.join(pre_dir, "soundscapes.csv"))),
                      dtype=str, keep_default_na=False)
     if len(sc):
@@ -160,6 +160,6 @@ def work_items(pre_dir: str, data_dir: str) -> list[dict]:
         for r in sc.itertuples(index=False):
             rows = labels[(labels.audio_id == r.audio_id) & (labels.site == r.site)].sort_values("end")
             items.append({"kind": "soundscape", "recording_id": f"soundscape/{r.audio_id}_{r.site}",
-                          "label": "soundscape", "split": r.split, "path": r.path,
+                          "label": "soundscape", "split": r.split, "path": r.path, "seconds": float(r.duration_s),
                           "windows": [(w.row_id, float(w.end), w.birds) for w in rows.itertuples(index=False)]})
     return items
