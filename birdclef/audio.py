@@ -16,10 +16,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from birdclef import fileio
+from birdclef import config, fileio
 from birdclef.config import DEFAULT_AUDIO, AudioConfig
 
-AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".flac", ".wav", ".aif", ".aiff")
+AUDIO_SUFFIXES = config.AUDIO_SUFFIXES  # what folders are scanned for; all decode here
+
 
 # reason -> (what happened, what to do about it)
 REASONS = {

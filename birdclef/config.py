@@ -48,6 +48,9 @@ class FeatureConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+# Audio files birdclef picks up from folders (soundscapes, predict inputs); libsndfile reads them all.
+AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".flac", ".wav", ".aif", ".aiff")
+
 DEFAULT_AUDIO = AudioConfig()
 DEFAULT_FEATURES = FeatureConfig()
 NOCALL = "nocall"

@@ -143,17 +143,6 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
             "threshold_sweep": [{"threshold": t, **at(t)} for t in SWEEP]}
 
 
-def _strict(v):
-    """NaN (an undefined metric) -> None, recursively, so the JSON is strict."""
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _strict(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_strict(x) for x in v]
-    return v
-
-
 def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: str = "test", log=print) -> dict:
     from birdclef import predict, stages
 
@@ -172,8 +161,7 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "classes": classes,
               **chunk_metrics(serve, classes, test, threshold),
               **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)}
-    # strict JSON for tools outside Python: an undefined metric (e.g. precision with no detections) is null
-    fileio.write_text(fileio.join(ckpt_dir, "evaluation.json"), json.dumps(_strict(result), indent=2, allow_nan=False))
+    fileio.write_json(fileio.join(ckpt_dir, "evaluation.json"), result)
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
     if result.get("birds_not_in_classes"):

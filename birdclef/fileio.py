@@ -67,6 +67,25 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def _strict(v):
+    """NaN (an undefined metric) -> None, recursively."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    return v
+
+
+def write_json(path: str, obj) -> None:
+    """Strict JSON for tools outside Python: an undefined value (NaN, e.g. precision with
+    no detections) is written as null, never as the non-standard NaN."""
+    import json
+
+    write_text(path, json.dumps(_strict(obj), indent=2, allow_nan=False))
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Write so that a reader never sees half a file (rename on local disk;
     object stores publish a whole object on close anyway)."""

@@ -431,7 +431,7 @@ def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=pri
             best_var.assign(metric)
             stale_var.assign(0)
             model.save_weights(best_path)
-            fileio.write_text(fileio.join(cfg.ckpt_dir, "best", "best.json"), json.dumps(entry, indent=2))
+            fileio.write_json(fileio.join(cfg.ckpt_dir, "best", "best.json"), entry)
         else:
             stale_var.assign_add(1)
         epoch_var.assign(epoch)
@@ -446,6 +446,6 @@ def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=pri
                "best": json.loads(fileio.read_text(fileio.join(cfg.ckpt_dir, "best", "best.json")))
                if fileio.exists(fileio.join(cfg.ckpt_dir, "best", "best.json")) else None,
                "test": evaluate_split(model, data, "test", cfg.knn_k), "history": history}
-    fileio.write_text(fileio.join(cfg.ckpt_dir, "metrics.json"), json.dumps(metrics, indent=2))
+    fileio.write_json(fileio.join(cfg.ckpt_dir, "metrics.json"), metrics)
     export.export(model, data.classes, data.tft_dir, fileio.join(cfg.ckpt_dir, "export"), feature_cfg)
     return metrics

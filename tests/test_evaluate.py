@@ -103,3 +103,22 @@ def test_predict_reads_and_writes_remote_storage(monkeypatch, shared_data):
     sub = pd.read_csv(io.StringIO(fileio.read_text("memory://out/p/submission.csv")))
     assert list(sub.row_id) == ["1001_PA_5", "1001_PA_10"]
     assert fileio.exists("memory://out/p/raven/1001_PA_20200607.selections.txt")
+
+
+def test_metrics_json_is_strict_and_undefined_metrics_are_null(tmp_path):
+    """evaluation.json and train's metrics.json are read by tools outside Python: no bare NaN."""
+    import json
+
+    from birdclef import compare, fileio
+
+    nan = float("nan")
+    p, q = evaluate.precision_recall(np.array([False, False]), np.array([False, True]))
+    assert np.isnan(p) and q == 0.0  # nothing detected: precision undefined
+    fileio.write_json(str(tmp_path / "metrics.json"), {"model": "m", "test": {"knn_top1": 0.5,
+                                                       "knn_top1_birds": nan}, "sweep": [{"p": p}]})
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text
+    loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert loaded["test"]["knn_top1_birds"] is None and loaded["sweep"] == [{"p": None}]
+    table, problems = compare.rows([str(tmp_path)])
+    assert not problems and "| n/a |" in compare.markdown(table)

@@ -18,7 +18,7 @@ import re
 import pandas as pd
 
 from birdclef import fileio
-from birdclef.config import NOCALL
+from birdclef.config import AUDIO_SUFFIXES, NOCALL
 
 # Columns as Kaggle ships train_metadata.csv for BirdCLEF-2021.
 TRAIN_METADATA_COLUMNS = [
@@ -164,7 +164,7 @@ def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
 def soundscape_files(root: str, folder: str = "train_soundscapes") -> dict[str, str]:
     """Map '<audio_id>_<site>' to the soundscape file path."""
     out = {}
-    for p in fileio.list_files(fileio.join(root, folder), (".ogg", ".flac", ".wav", ".mp3")):
+    for p in fileio.list_files(fileio.join(root, folder), AUDIO_SUFFIXES):
         parts = fileio.basename(p).rsplit(".", 1)[0].split("_")
         if len(parts) >= 2:
             out[f"{parts[0]}_{parts[1]}"] = p
