@@ -22,7 +22,7 @@ from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 
 
 def import_tensorflow():
-    """`import tensorflow` for a process that only computes features (a Beam worker).
+    """`import tensorflow` for a process that computes features or serves a model (Beam workers, predict).
 
     Importing TF imports Keras 3, whose scikit-learn wrappers import sklearn and scipy
     just to define classes birdclef never uses: about 1.4 of a worker's ~8 CPU-s start-up

@@ -42,7 +42,9 @@ class PredictError(Exception):
 
 def load_model(model_path: str):
     """(serving function, class names) of an export dir or of a ckpt dir holding export/."""
-    import tensorflow as tf
+    from birdclef.features import import_tensorflow
+
+    tf = import_tensorflow()  # usually the process's first TF import: skip Keras' sklearn wrappers
 
     path = model_path
     if not fileio.exists(fileio.join(path, "saved_model.pb")):
