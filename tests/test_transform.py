@@ -194,6 +194,28 @@ def test_stage1_runs_in_memory_where_worker_start_up_outweighs_extra_cores():
     assert "overrides" in runner.stage1_args([], 60.0, cores=2)[1]
 
 
+def test_stage1_reports_progress_per_process(shared_data, capsys):
+    from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+    from birdclef.pipeline import stage1_chunks
+
+    paths = sorted((shared_data / "birdclef-mini" / "train_short_audio").glob("*/*.ogg"))[:2]
+    items = [{"kind": "recording", "recording_id": p.name, "label": "x", "secondary": [], "split": "train",
+              "path": str(p), "seconds": 10.0} for p in paths]
+    items.append({**items[0], "recording_id": "gone", "path": str(shared_data / "no-such.ogg")})
+    fn = stage1_chunks.ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES, stage1_chunks.Progress(3, 30.0, every_s=0.0))
+    fn.setup()
+    for item in items:
+        list(fn.process(item))
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("transform: stage 1: process")]
+    assert len(lines) == 3  # every recording, the quarantined one too
+    assert "3 of 3 recordings, 0.01 of 0.01 h of audio" in lines[-1]
+    quiet = stage1_chunks.ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES, stage1_chunks.Progress(3, 30.0))
+    quiet.setup()
+    list(quiet.process(items[0]))  # the default: at most one line per 30 s, counted per run
+    assert "transform: stage 1: process" not in capsys.readouterr().err
+    assert quiet.progress.start()["n"] == 1
+
+
 def test_dataflow_without_project_is_refused_before_submitting():
     from birdclef.pipeline import runner
 

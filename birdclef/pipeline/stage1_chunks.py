@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -34,9 +37,44 @@ def window_tag(split: str) -> str:
     return f"windows_{split}"
 
 
+class Progress:
+    """A progress line on stderr at most every `every_s` seconds, per process.
+
+    A Beam stage reports nothing until it ends; on hours of audio that is minutes of
+    silence. Each worker process (or the in-memory runner) counts what its threads
+    decoded; DirectRunner's workers write to the terminal that started them."""
+
+    _lock = threading.Lock()
+    _state: dict = {}
+
+    def __init__(self, total_items: int, total_seconds: float, every_s: float = 30.0):
+        self.total_items, self.total_seconds, self.every_s = total_items, total_seconds, every_s
+        self.run = os.urandom(8).hex()  # counts are per pipeline run, also in a long-lived process
+
+    def start(self) -> dict:
+        """The process's counts, started by the first worker (thread) ready to decode."""
+        now = time.monotonic()
+        return self._state.setdefault(self.run, {"n": 0, "s": 0.0, "t0": now, "last": now})
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            st = self.start()
+            st["n"] += 1
+            st["s"] += seconds
+            now = time.monotonic()
+            if now - st["last"] < self.every_s:
+                return
+            st["last"] = now
+            n, secs, rate = st["n"], st["s"], st["s"] / max(now - st["t0"], 1e-9)
+        print(f"transform: stage 1: process {os.getpid()}: {n} of {self.total_items} recordings, "
+              f"{secs / 3600:.2f} of {self.total_seconds / 3600:.2f} h of audio ({rate:.0f} audio-s per s here)",
+              file=sys.stderr, flush=True)
+
+
 class ChunkRecording(beam.DoFn):
-    def __init__(self, audio_cfg: AudioConfig, feature_cfg: FeatureConfig):
+    def __init__(self, audio_cfg: AudioConfig, feature_cfg: FeatureConfig, progress: Progress | None = None):
         self.acfg, self.fcfg = audio_cfg, feature_cfg
+        self.progress = progress
 
     def setup(self):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -49,6 +87,8 @@ class ChunkRecording(beam.DoFn):
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass  # TF already initialised in this process (in-memory runner)
+        if self.progress is not None:
+            self.progress.start()
 
     def _mels(self, chunks):
         """Log-mels of an iterable of (start sample, chunk), MEL_BATCH at a time (bounded memory)."""
@@ -82,11 +122,15 @@ class ChunkRecording(beam.DoFn):
                 n = len(outputs)
         except audio.AudioError as e:
             beam.metrics.Metrics.counter("birdclef", "quarantined").inc()
+            if self.progress is not None:
+                self.progress.add(0.0)
             yield beam.pvalue.TaggedOutput(QUARANTINE, json.dumps(
                 {**e.to_dict(), "recording_id": item["recording_id"], "stage": "transform:stage1"}))
             return
         if item["kind"] == "soundscape":
             n = sum(1 for o in outputs if o.tag.startswith("windows_"))
+        if self.progress is not None:
+            self.progress.add(item.get("seconds") or n * self.fcfg.hop_s)
         beam.metrics.Metrics.counter("birdclef", "chunks").inc(n)
         yield from outputs
         yield beam.pvalue.TaggedOutput(COUNTS, json.dumps({
@@ -123,7 +167,8 @@ def build(pipeline, items: list[dict], out: str, audio_cfg: AudioConfig, feature
     res = (pipeline
            | "Recordings" >> beam.Create(items, reshuffle=False)
            | "Spread" >> beam.Reshuffle()
-           | "DecodeChunkMel" >> beam.ParDo(ChunkRecording(audio_cfg, feature_cfg)).with_outputs(*tags))
+           | "DecodeChunkMel" >> beam.ParDo(ChunkRecording(audio_cfg, feature_cfg, Progress(
+               len(items), sum(i.get("seconds", 0.0) for i in items)))).with_outputs(*tags))
     for s in SPLITS:
         res[chunk_tag(s)] | f"Write{s}" >> beam.io.WriteToTFRecord(
             fileio.join(out, s), file_name_suffix=".tfrecord")
