@@ -58,6 +58,9 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
 from birdclef.pipeline.stage1_chunks import ChunkRecording
+from birdclef.features import import_tensorflow
+tf = import_tensorflow()  # one core, as each Beam worker process
+tf.config.threading.set_intra_op_parallelism_threads(1); tf.config.threading.set_inter_op_parallelism_threads(1)
 fn = ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES); fn.setup()
 print(sum(1 for i in json.load(open(sys.argv[1])) for _ in fn.process(i)))
 """
@@ -167,6 +170,11 @@ def main():
                     help="add this many minutes of 4-min 44.1 kHz FLAC recordings, so that worker start-up "
                          "does not dominate (default %(default)s)")
     args = ap.parse_args()
+    from birdclef.features import import_tensorflow
+
+    tf = import_tensorflow()  # the warm plain loop below runs on one core, as each Beam worker process
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     items = items_from(Path(args.data))
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.extra_minutes // 4):

@@ -216,6 +216,29 @@ def test_stage1_reports_progress_per_process(shared_data, capsys):
     assert quiet.progress.start()["n"] == 1
 
 
+def test_stage1_pins_tf_to_one_thread_only_in_worker_processes():
+    """In-memory, stage 1 runs in the user's process, which goes on to stage 2 and (demo) training."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
+        from birdclef.pipeline.stage1_chunks import ChunkRecording
+        import tensorflow as tf
+        fn = ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES)
+        fn.setup()  # built and set up in the same process: the in-memory runner
+        print(tf.config.threading.get_intra_op_parallelism_threads())
+        fn.built_in = -1  # as if unpickled in a Beam worker process
+        fn.setup()
+        print(tf.config.threading.get_intra_op_parallelism_threads())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "1"]  # 0: TF's default (all cores)
+
+
 def test_dataflow_without_project_is_refused_before_submitting():
     from birdclef.pipeline import runner
 

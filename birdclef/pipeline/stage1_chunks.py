@@ -75,18 +75,21 @@ class ChunkRecording(beam.DoFn):
     def __init__(self, audio_cfg: AudioConfig, feature_cfg: FeatureConfig, progress: Progress | None = None):
         self.acfg, self.fcfg = audio_cfg, feature_cfg
         self.progress = progress
+        self.built_in = os.getpid()  # the process that built the pipeline
 
     def setup(self):
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from birdclef.features import import_tensorflow
 
         tf = import_tensorflow()
-
-        try:  # one core per worker: parallelism comes from Beam workers
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # TF already initialised in this process (in-memory runner)
+        if os.getpid() != self.built_in:
+            # A worker process: one core each, parallelism comes from Beam workers. Not in the
+            # in-memory runner's own process, which goes on to stage 2 (and `demo` to training).
+            os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(1)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                pass  # TF already initialised in this process
         if self.progress is not None:
             self.progress.start()
 
