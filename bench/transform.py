@@ -15,7 +15,8 @@
    importing TensorFlow and Beam) is printed separately, with the corpus size from
    which the per-CPU target holds at the measured steady rate.
    Also runs stage 1 as `birdclef transform` would by default on this machine
-   (`runner.stage1_args`: in-memory on 2 cores), cold, for comparison.
+   (`runner.stage1_args`: in-memory threads or worker processes by input size and cores),
+   cold, for comparison.
 2. Peak memory (max RSS) of stage 1 on one long recording (default 60 min), in a
    fresh process. Target: < 2 GB.
 """

@@ -174,12 +174,14 @@ def test_stage2_defaults_to_in_memory_on_direct_runner_unless_told():
     assert runner.pipeline_options(runner.shuffle_bound_args([])).get_all_options()["direct_num_workers"] == 1
 
 
-def test_stage1_runs_in_memory_where_worker_start_up_outweighs_extra_cores():
+def test_stage1_runs_in_memory_where_worker_process_start_up_outweighs_them():
     from birdclef.pipeline import runner
 
     in_memory = ["--direct_num_workers=2", "--direct_running_mode=in_memory"]
     assert runner.stage1_args([], 600.0, cores=16)[0] == ["--direct_num_workers=16", in_memory[1]]  # small input
-    assert runner.stage1_args([], 36000.0, cores=2)[0] == in_memory       # 10 h on 2 cores
+    assert runner.stage1_args([], 2 * 3600.0, cores=2)[0] == in_memory    # 2 h on 2 cores
+    assert runner.stage1_args([], 2 * 3600.0, cores=4)[0] == []           # 2 h on 4 cores: processes
+    assert runner.stage1_args([], 36000.0, cores=2)[0] == []              # 10 h on 2 cores: processes
     assert runner.pipeline_options(in_memory).get_all_options()["direct_num_workers"] == 2  # threads, not 1
     assert runner.stage1_args(["--direct_num_workers=1"], 60.0, cores=2)[0] == ["--direct_num_workers=1",
                                                                                 in_memory[1]]

@@ -32,35 +32,36 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
     return args
 
 
-# Stage 1 on DirectRunner, measured on 2 cores, in one process (bench/transform.py corpus,
-# 3.3 h of audio): in-memory with 2 worker threads 21-24 s wall / 34-38 CPU-s, multi-processing
-# x2 34 s wall / 60 CPU-s; at 1 h, 8.7-10 s vs 20 s wall (in-memory with 1 thread: 11.8 s).
-# Each worker process first imports Beam and TensorFlow (~8 CPU-s, ~10 s wall), while threads
-# share the runner's imports and keep ~1.6 cores busy (decoding, resampling and TF ops release
-# the GIL).
+# Stage 1 on DirectRunner, measured on 2 cores: each worker process first imports Beam and
+# TensorFlow (~8 CPU-s, ~10 s wall), while in-memory worker threads share the runner's imports and
+# keep ~1.6 cores busy (decoding, resampling and TF ops release the GIL). 1 h of audio: 7.8-9.2 s
+# in-memory with 2 threads vs 20 s with 2 processes; 3.3 h, cold: 28-32 s vs 28-34 s, a tie.
+# Processes pay off past roughly F / (c_threads - c_process / cores) of audio (F ~10 s of start-up,
+# c_threads ~2.5 ms wall and c_process ~3.4 ms CPU per audio-s): ~3.5 h on 2 cores, ~1.7 h on 4.
 SMALL_INPUT_S = 3600.0
+SMALL_INPUT_FEW_CORES_S = 3 * 3600.0
 FEW_CORES = 2
 
 
 def stage1_args(beam_args: list[str] | None, audio_seconds: float, cores: int | None = None) -> tuple[list[str], str]:
     """Options for stage 1 (decode + log-mel), and why, as a sentence for the log.
 
-    On DirectRunner, unless --direct_running_mode is given: in-memory when the input is
-    under SMALL_INPUT_S of audio or the machine has FEW_CORES or fewer (worker start-up
-    outweighs the extra cores there, see above), else multi-processing with one worker
-    per core. Other runners are left alone."""
+    On DirectRunner, unless --direct_running_mode is given: in-memory with one worker
+    thread per core under SMALL_INPUT_S of audio (SMALL_INPUT_FEW_CORES_S on FEW_CORES
+    or fewer), where worker processes' start-up outweighs what they add (see above);
+    else multi-processing with one worker per core. Other runners are left alone."""
     args = list(beam_args or [])
     cores = cores or os.cpu_count() or 1
     if not _runner(args).endswith("DirectRunner") or _has(args, "--direct_running_mode"):
         return args, "runner options as given"
     hours = audio_seconds / 3600
-    if audio_seconds < SMALL_INPUT_S or cores <= FEW_CORES:
-        why = (f"{hours:.2f} h of audio" if audio_seconds < SMALL_INPUT_S else f"{cores} CPU cores")
+    small = SMALL_INPUT_FEW_CORES_S if cores <= FEW_CORES else SMALL_INPUT_S
+    if audio_seconds < small:
         if not _has(args, "--direct_num_workers"):
-            args.append(f"--direct_num_workers={cores}")  # threads: decode, resample and TF release the GIL
+            args.append(f"--direct_num_workers={cores}")
         return args + ["--direct_running_mode=in_memory"], (
-            f"in-memory, {cores} worker threads ({why}: worker processes' start-up would cost more than "
-            f"it saves; --direct_running_mode=multi_processing overrides)")
+            f"in-memory, {cores} worker threads ({hours:.2f} h of audio on {cores} cores: worker processes' "
+            f"start-up would cost more than they add; --direct_running_mode=multi_processing overrides)")
     return args, f"multi-processing, {cores} workers ({hours:.1f} h of audio on {cores} cores)"
 
 
