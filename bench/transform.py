@@ -60,8 +60,7 @@ os.environ["OPENBLAS_NUM_THREADS"] = "1"
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
 from birdclef.pipeline.stage1_chunks import ChunkRecording
 from birdclef.features import import_tensorflow
-tf = import_tensorflow()  # one core, as each Beam worker process
-tf.config.threading.set_intra_op_parallelism_threads(1); tf.config.threading.set_inter_op_parallelism_threads(1)
+import_tensorflow(one_core=True)  # as each Beam worker process
 fn = ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES); fn.setup()
 print(sum(1 for i in json.load(open(sys.argv[1])) for _ in fn.process(i)))
 """
@@ -142,6 +141,8 @@ import os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
 from birdclef.pipeline.stage1_chunks import ChunkRecording
+from birdclef.features import import_tensorflow
+import_tensorflow(one_core=True)  # as each Beam worker process
 fn = ChunkRecording(DEFAULT_AUDIO, DEFAULT_FEATURES); fn.setup()
 n = sum(1 for _ in fn.process({"kind": "recording", "recording_id": "long", "label": "x", "secondary": [],
                                "split": "train", "path": sys.argv[1]}))
@@ -173,9 +174,7 @@ def main():
     args = ap.parse_args()
     from birdclef.features import import_tensorflow
 
-    tf = import_tensorflow()  # the warm plain loop below runs on one core, as each Beam worker process
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import_tensorflow(one_core=True)  # the warm plain loop below runs as each Beam worker process
     items = items_from(Path(args.data))
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.extra_minutes // 4):

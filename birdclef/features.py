@@ -21,25 +21,35 @@ import numpy as np
 from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 
 
-def import_tensorflow():
+def import_tensorflow(one_core: bool = False):
     """`import tensorflow` for a process that computes features or serves a model (Beam workers, predict).
 
     Importing TF imports Keras 3, whose scikit-learn wrappers import sklearn and scipy
     just to define classes birdclef never uses: about 1.4 of a worker's ~8 CPU-s start-up
     (measured). Keras falls back cleanly when sklearn is absent, so sklearn is hidden
     during the import only, and stays importable afterwards. A process that already
-    imported either gets the plain import."""
+    imported either gets the plain import.
+
+    one_core: also limit TF (and OpenBLAS) to one thread, as in a Beam worker process whose
+    parallelism comes from its sibling workers; a no-op once TF has initialised."""
+    import os
     import sys
 
     if "tensorflow" in sys.modules or "sklearn" in sys.modules:
         import tensorflow as tf
-
-        return tf
-    sys.modules["sklearn"] = None  # `import sklearn` raises ImportError while this is set
-    try:
-        import tensorflow as tf
-    finally:
-        del sys.modules["sklearn"]
+    else:
+        sys.modules["sklearn"] = None  # `import sklearn` raises ImportError while this is set
+        try:
+            import tensorflow as tf
+        finally:
+            del sys.modules["sklearn"]
+    if one_core:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # TF already initialised in this process
     return tf
 
 

@@ -80,16 +80,9 @@ class ChunkRecording(beam.DoFn):
     def setup(self):
         from birdclef.features import import_tensorflow
 
-        tf = import_tensorflow()
-        if os.getpid() != self.built_in:
-            # A worker process: one core each, parallelism comes from Beam workers. Not in the
-            # in-memory runner's own process, which goes on to stage 2 (and `demo` to training).
-            os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(1)
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-            except RuntimeError:
-                pass  # TF already initialised in this process
+        # A worker process: one core each, parallelism comes from Beam workers. Not in the
+        # in-memory runner's own process, which goes on to stage 2 (and `demo` to training).
+        import_tensorflow(one_core=os.getpid() != self.built_in)
         if self.progress is not None:
             self.progress.start()
 
