@@ -24,25 +24,30 @@ from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 def import_tensorflow(one_core: bool = False):
     """`import tensorflow` for a process that computes features or serves a model (Beam workers, predict).
 
-    Importing TF imports Keras 3, whose scikit-learn wrappers import sklearn and scipy
-    just to define classes birdclef never uses: about 1.4 of a worker's ~8 CPU-s start-up
-    (measured). Keras falls back cleanly when sklearn is absent, so sklearn is hidden
-    during the import only, and stays importable afterwards. A process that already
-    imported either gets the plain import.
+    `import tensorflow` also imports, eagerly, modules such a process never uses:
+    Keras 3's optimizers (~1.8 CPU-s of a ~5.9 CPU-s import, measured) and, through
+    Keras' scikit-learn wrappers, sklearn and scipy (~1.4 CPU-s). TF wraps the Keras
+    import in `except ImportError` and reaches Keras lazily through `tf.keras`, so both
+    are hidden during this one import only: they stay importable, and `tf.keras` or
+    `import keras` later loads Keras as usual. A process that already imported any of
+    them gets the plain import.
 
     one_core: also limit TF (and OpenBLAS) to one thread, as in a Beam worker process whose
     parallelism comes from its sibling workers; a no-op once TF has initialised."""
     import os
     import sys
 
-    if "tensorflow" in sys.modules or "sklearn" in sys.modules:
+    hidden = ("keras", "sklearn")
+    if "tensorflow" in sys.modules or any(m in sys.modules for m in hidden):
         import tensorflow as tf
     else:
-        sys.modules["sklearn"] = None  # `import sklearn` raises ImportError while this is set
+        for m in hidden:
+            sys.modules[m] = None  # `import m` raises ImportError while this is set
         try:
             import tensorflow as tf
         finally:
-            del sys.modules["sklearn"]
+            for m in hidden:
+                del sys.modules[m]
     if one_core:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:

@@ -250,14 +250,16 @@ def test_example_counts_from_bookkeeping_match_the_records(work, tmp_path, perce
         assert d.count(split, "triples") == _n(d.triples(split)), split
 
 
-def test_worker_tensorflow_import_skips_sklearn_and_leaves_it_importable():
+def test_worker_tensorflow_import_skips_keras_and_sklearn_and_leaves_them_importable():
     code = textwrap.dedent("""
         import sys
         from birdclef import features
         tf = features.import_tensorflow()
-        assert "sklearn" not in sys.modules, "sklearn was imported with TF"
+        for m in ("keras", "sklearn"):
+            assert m not in sys.modules, m + " was imported with TF"
         import numpy as np, sklearn.metrics
         assert sklearn.metrics.accuracy_score([1, 0], [1, 1]) == 0.5
+        assert tf.keras.layers.Dense(2)(np.ones((1, 3), np.float32)).shape == (1, 2)
         print(features.logmel(np.zeros((1, features.chunk_samples()), np.float32)).shape)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
