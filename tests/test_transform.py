@@ -180,6 +180,7 @@ def test_stage1_runs_in_memory_where_worker_process_start_up_outweighs_them():
     in_memory = ["--direct_num_workers=2", "--direct_running_mode=in_memory"]
     assert runner.stage1_args([], 600.0, cores=16)[0] == ["--direct_num_workers=16", in_memory[1]]  # small input
     assert runner.stage1_args([], 2 * 3600.0, cores=2)[0] == in_memory    # 2 h on 2 cores
+    assert runner.stage1_args([], 5.3 * 3600, cores=2)[0] == in_memory    # 5.3 h on 2 cores: measured faster
     assert runner.stage1_args([], 2 * 3600.0, cores=4)[0] == []           # 2 h on 4 cores: processes
     assert runner.stage1_args([], 36000.0, cores=2)[0] == []              # 10 h on 2 cores: processes
     assert runner.pipeline_options(in_memory).get_all_options()["direct_num_workers"] == 2  # threads, not 1

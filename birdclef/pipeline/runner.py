@@ -33,13 +33,14 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
 
 
 # Stage 1 on DirectRunner, measured on 2 cores: each worker process first imports Beam and
-# TensorFlow (~8 CPU-s, ~10 s wall), while in-memory worker threads share the runner's imports and
-# keep ~1.6 cores busy (decoding, resampling and TF ops release the GIL). 1 h of audio: 7.8-9.2 s
-# in-memory with 2 threads vs 20 s with 2 processes; 3.3 h, cold: 28-32 s vs 28-34 s, a tie.
-# Processes pay off past roughly F / (c_threads - c_process / cores) of audio (F ~10 s of start-up,
-# c_threads ~2.5 ms wall and c_process ~3.4 ms CPU per audio-s): ~3.5 h on 2 cores, ~1.7 h on 4.
+# TensorFlow (~6-8 CPU-s, ~10-15 s wall), while in-memory worker threads share the runner's imports
+# and keep ~1.6 cores busy (decoding, resampling and TF ops release the GIL). 1 h of audio: 7.8-9.2 s
+# in-memory with 2 threads vs 20 s with 2 processes. 3.3 h, cold: 28-32 s vs 28-34 s (one machine),
+# 30-35 s vs 31-39 s over 4-5 runs on a slower one (in-memory used up to 25 % less CPU); 5.3 h: 38 s vs 46 s.
+# Processes pay off past roughly F / (c_threads - c_process / cores) of audio (F ~15 s of start-up,
+# c_threads ~2.0-2.6 ms wall and c_process ~3.2 ms CPU per audio-s): ~4-10 h on 2 cores, ~1.7 h on 4.
 SMALL_INPUT_S = 3600.0
-SMALL_INPUT_FEW_CORES_S = 3 * 3600.0
+SMALL_INPUT_FEW_CORES_S = 6 * 3600.0
 FEW_CORES = 2
 
 
