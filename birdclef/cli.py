@@ -227,8 +227,23 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", help="also write the table as CSV here")
 
 
-def add_threshold_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=float, default=0.5, help="bird score that labels a window (default %(default)s)")
+def _threshold(value: str):
+    if value == "val":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor val") from None
+
+
+def add_threshold_arg(p: argparse.ArgumentParser, allow_val: bool = False) -> None:
+    if allow_val:
+        p.add_argument("--threshold", type=_threshold, default=0.5,
+                       help="bird score that labels a window (default %(default)s), or val: the threshold "
+                            "`birdclef evaluate` chose on the validation split (from CKPT_DIR/evaluation.json)")
+    else:
+        p.add_argument("--threshold", type=float, default=0.5,
+                       help="bird score that labels a window (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
     p.add_argument("--ckpt_dir", required=True, help="a `birdclef train` --ckpt_dir, or its export/ folder")
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
-    add_threshold_arg(p)
+    add_threshold_arg(p, allow_val=True)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",

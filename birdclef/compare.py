@@ -14,6 +14,7 @@ COLUMNS = [("model", "model"), ("loss", "loss"), ("params", "params"), ("epochs"
            ("clf top-1", "classifier_top1"), ("clf balanced", "classifier_balanced"),
            ("mAP", "mAP"), ("row F1", "row_f1"), ("row F1 all-nocall", "row_f1_all_nocall"),
            ("det. precision", "detection_precision"), ("det. recall", "detection_recall"),
+           ("val threshold", "val_threshold_value"), ("row F1 at val threshold", "row_f1_at_val_threshold"),
            ("chance", "chance_uniform"), ("majority", "chance_majority"), ("test chunks", "chunks"),
            ("windows", "soundscape_windows")]
 
@@ -33,6 +34,8 @@ def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
         ev = fileio.join(d, "evaluation.json")
         evaluation = json.loads(fileio.read_text(ev)) if fileio.exists(ev) else {}
         flat = {**m, **m.get("test", {}), **{k: v for k, v in evaluation.items() if k in EVALUATION_KEYS},
+                "val_threshold_value": evaluation.get("val_threshold", {}).get("threshold"),
+                "row_f1_at_val_threshold": evaluation.get("at_val_threshold", {}).get("row_f1"),
                 "ckpt_dir": d}
         out.append({title: flat.get(key, "") for title, key in COLUMNS} | {"ckpt_dir": d})
     return out, problems

@@ -15,7 +15,13 @@ with a window score >= threshold, else `nocall` (exactly `birdclef predict`):
   row_f1_all_nocall   the same for a model that always answers nocall: the floor to beat
   detection_precision, detection_recall  of "a bird calls in this window" (any bird vs nocall)
   birds_not_in_classes  labelled birds the model was not trained on (reported, not hidden)
-  threshold_sweep     row_f1 and detection precision/recall at other thresholds (to choose one on val)
+  threshold_sweep     row_f1 and detection precision/recall at other thresholds
+Validation split (never the test split), to choose `predict --threshold`:
+  val_threshold       the threshold of SWEEP with the best row-wise F1 on the val split's labelled
+                      soundscape windows, or, where the val split has none, on its recordings' 2 s
+                      chunks (each chunk's truth: its recording's label, `nocall` for non-bird audio);
+                      ties go to the threshold nearest 0.5. `predict --threshold val` uses it.
+  at_val_threshold    the test soundscape metrics at that threshold (an honest figure: chosen on val)
 Also per chunk of the test recordings: detection precision/recall of bird vs non-bird audio.
 
 Writes CKPT_DIR/evaluation.json per model; `birdclef compare` shows them side by side.
@@ -67,12 +73,13 @@ def _csv(path: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(fileio.read_text(path)), dtype=str, keep_default_na=False)
 
 
-def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold: float,
-                  acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
+def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: AudioConfig = DEFAULT_AUDIO):
+    """Chunk scores of recordings whose label is a class: (scores [n, classes], class index per chunk,
+    recording id per chunk, skipped recordings with the reason)."""
     import tensorflow as tf
 
     index = {c: i for i, c in enumerate(classes)}
-    all_scores, ys, rec_pred, rec_true, skipped = [], [], [], [], []
+    all_scores, ys, ids, skipped = [], [], [], []
     for r in recordings.itertuples(index=False):
         if r.label not in index:
             skipped.append(f"{r.recording_id}: label {r.label} is not a class of this model")
@@ -85,25 +92,67 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
         s = serve(waveform=tf.constant(wave))["scores"].numpy()
         all_scores.append(s)
         ys.append(np.full(len(s), index[r.label]))
-        rec_pred.append(int(s.mean(0).argmax()))
-        rec_true.append(index[r.label])
+        ids += [r.recording_id] * len(s)
     if not all_scores:
+        return np.zeros((0, len(classes)), np.float32), np.zeros(0, int), ids, skipped
+    return np.concatenate(all_scores), np.concatenate(ys), ids, skipped
+
+
+def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold: float,
+                  acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
+    from birdclef import predict
+
+    scores, y, ids, skipped = score_recordings(serve, classes, recordings, acfg)
+    if not len(y):
         return {"test_chunks": 0, "skipped": skipped}
-    scores, y = np.concatenate(all_scores), np.concatenate(ys)
     pred = scores.argmax(1)
-    nocall = index.get(NOCALL)
-    bird_cols = [i for i, c in enumerate(classes) if c != NOCALL]
-    det_pred = (scores[:, bird_cols] >= threshold).any(1) if bird_cols else np.zeros(len(y), bool)
+    per_rec = pd.DataFrame(scores).groupby(np.array(ids), sort=False).mean()
+    rec_true = pd.Series(y).groupby(np.array(ids), sort=False).first()
+    rec_pred = per_rec.to_numpy().argmax(1)
+    nocall = {c: i for i, c in enumerate(classes)}.get(NOCALL)
+    # bird vs not by the rule `predict` labels windows with
+    det_pred = np.array([b != NOCALL for b in predict.label_windows(pd.DataFrame(scores, columns=classes),
+                                                                     classes, threshold)])
     p, r = precision_recall(det_pred, y != nocall)
     return {
-        "test_chunks": int(len(y)), "test_recordings": len(rec_true),
+        "test_chunks": int(len(y)), "test_recordings": int(len(rec_true)),
         "accuracy": float((pred == y).mean()),
         "balanced_accuracy": float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)])),
         "mAP": mean_average_precision(scores, y),
-        "recording_accuracy": float(np.mean(np.array(rec_pred) == np.array(rec_true))),
+        "recording_accuracy": float(np.mean(rec_pred == rec_true.loc[per_rec.index].to_numpy())),
         "chunk_detection_precision": p, "chunk_detection_recall": r,
         "skipped": skipped,
     }
+
+
+def choose_threshold(sweep: list[dict]) -> dict:
+    """The sweep entry with the best row_f1; ties go to the threshold nearest 0.5 (the default)."""
+    usable = [x for x in sweep if x["row_f1"] == x["row_f1"]]  # not NaN
+    if not usable:
+        return {}
+    return max(usable, key=lambda x: (x["row_f1"], -abs(x["threshold"] - 0.5)))
+
+
+def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dict]:
+    """Row-wise F1 of chunks labelled by `predict`'s rule at each SWEEP threshold (truth: one label per chunk)."""
+    from birdclef import predict
+
+    df, true = pd.DataFrame(scores, columns=classes), [classes[i] for i in y]
+    return [{"threshold": t, "row_f1": row_f1(predict.label_windows(df, classes, t), true)} for t in SWEEP]
+
+
+def val_threshold(serve, classes: list[str], work_dir: str, data_dir: str, recordings: pd.DataFrame,
+                  acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
+    """`predict --threshold val`: chosen on the val split's soundscape windows, else on its recordings' chunks."""
+    windows = window_metrics(serve, classes, work_dir, data_dir, "val", 0.5, acfg)
+    if windows.get("soundscape_windows"):
+        best = choose_threshold(windows["threshold_sweep"])
+        return {**best, "source": "val soundscape windows", "n": windows["soundscape_windows"]}
+    scores, y, _, _ = score_recordings(serve, classes, recordings[recordings["split"] == "val"], acfg)
+    if not len(y):
+        return {"source": "none: the val split has no labelled soundscape windows and no usable recordings"}
+    best = choose_threshold(chunk_sweep(scores, y, classes))
+    return {**best, "source": "val recording chunks", "n": int(len(y))}
 
 
 def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, split: str, threshold: float,
@@ -160,7 +209,12 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     test = rec[rec["split"] == "test"]
     result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "classes": classes,
               **chunk_metrics(serve, classes, test, threshold),
-              **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)}
+              **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold),
+              "val_threshold": val_threshold(serve, classes, work_dir, data_dir, rec)}
+    chosen = result["val_threshold"].get("threshold")
+    at = next((x for x in result.get("threshold_sweep", []) if x["threshold"] == chosen), None)
+    if at is not None:
+        result["at_val_threshold"] = at
     fileio.write_json(fileio.join(ckpt_dir, "evaluation.json"), result)
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
@@ -171,4 +225,11 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
         f"mAP {result.get('mAP', float('nan')):.3f} on {result.get('test_chunks', 0)} test chunks; "
         f"row-wise F1 {result.get('row_f1', float('nan')):.3f} (all-nocall {result.get('row_f1_all_nocall', float('nan')):.3f}) "
         f"on {result.get('soundscape_windows', 0)} soundscape windows")
+    vt = result["val_threshold"]
+    if chosen is not None:
+        log(f"evaluate: threshold chosen on the {vt['source']} ({vt['n']}): {chosen} (row-wise F1 there "
+            f"{vt['row_f1']:.3f}); `birdclef predict --threshold val` uses it"
+            + (f"; test row-wise F1 at it {at['row_f1']:.3f}" if at is not None else ""))
+    else:
+        log(f"evaluate: no threshold chosen on val ({vt['source']})")
     return result

@@ -8,7 +8,8 @@ cut into 5 s windows ending at 5, 10, 15, ... s. A last partial window is kept
 two windows, not three; a file shorter than 5 s gives one. A window's score for a class is the highest score among the four
 2 s chunks (1 s hop) that lie inside it, the chunks `birdclef transform` makes
 of a labelled soundscape window. Birds with a score >= --threshold are the
-window's labels; a window without any is `nocall`.
+window's labels; a window without any is `nocall`. `--threshold val` takes the
+threshold `birdclef evaluate` chose on the validation split (CKPT_DIR/evaluation.json).
 
 Outputs in --out:
   submission.csv   row_id,birds (BirdCLEF-2021 format; row_id = <audio_id>_<site>_<end s>
@@ -169,12 +170,35 @@ def model_fingerprint(serve, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
     return hashlib.sha1(np.round(scores, 3).astype(np.float32).tobytes()).hexdigest()
 
 
-def run(model_path: str, inputs: list[str], out: str, threshold: float = 0.5,
+def val_threshold(model_path: str, export_dir: str) -> float:
+    """The threshold `birdclef evaluate` chose on the validation split (its evaluation.json)."""
+    import json
+
+    places = [model_path, fileio.dirname(export_dir.rstrip("/"))]
+    for place in places:
+        path = fileio.join(place, "evaluation.json")
+        if fileio.exists(path):
+            chosen = json.loads(fileio.read_text(path)).get("val_threshold", {})
+            if chosen.get("threshold") is None:
+                raise PredictError(f"{path} holds no threshold chosen on validation data "
+                                   f"({chosen.get('source', 'written by an older birdclef')}); "
+                                   f"fix: pass --threshold 0.5 (or another number), or rerun `birdclef evaluate`")
+            return float(chosen["threshold"])
+    raise PredictError(f"--threshold val: no evaluation.json in {' or '.join(dict.fromkeys(places))}; "
+                       f"fix: run `birdclef evaluate {model_path} --work-dir W` first, or pass a number")
+
+
+def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0.5,
         acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, log=print) -> dict:
+    """threshold: a bird score in (0, 1], or "val" for the one `birdclef evaluate` chose on validation data."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if not 0.0 < threshold <= 1.0:
-        raise PredictError(f"--threshold {threshold} must be in (0, 1]")
+    if threshold != "val" and not 0.0 < float(threshold) <= 1.0:
+        raise PredictError(f"--threshold {threshold} must be in (0, 1], or val")
     serve, classes, export_dir = load_model(model_path)
+    if threshold == "val":
+        threshold = val_threshold(model_path, export_dir)
+        log(f"predict: threshold {threshold}, chosen on validation data by `birdclef evaluate`")
+    threshold = float(threshold)
     files = input_files(inputs)
     if not files:
         raise PredictError(f"no audio files ({', '.join(audio.AUDIO_SUFFIXES)}) in {', '.join(inputs)}")

@@ -3,7 +3,7 @@ import shutil
 import subprocess
 import sys
 
-from birdclef import cli
+from birdclef import cli, evaluate
 
 
 def run_cli(*args):
@@ -111,6 +111,16 @@ def _check_predict(work, out, shared_data, capsys):
     assert cli.main(args + ["--threshold", "0.9"]) == 2
     assert "another threshold" in capsys.readouterr().err
     assert (out / "submission.csv").read_text() == before
+    # --threshold val: the threshold evaluate chose on the val split, read from evaluation.json
+    chosen = json.loads((work / "model" / "evaluation.json").read_text())["val_threshold"]["threshold"]
+    val_out = out.parent / (out.name + "-val")
+    assert cli.main(["predict", inputs[0], "--ckpt_dir", str(work / "model"), "--out", str(val_out),
+                     "--threshold", "val"]) == 0
+    assert f"threshold {chosen}, chosen on validation data" in capsys.readouterr().out
+    val_scores = pd.read_csv(val_out / "scores.csv", keep_default_na=False)
+    assert list(val_scores.birds) == predict.label_windows(val_scores, predict.load_model(str(work / "model"))[1],
+                                                           chosen)
+    assert json.loads((val_out / "predict.json").read_text())["params"]["threshold"] == chosen
 
 
 def test_synth_refuses_foreign_dataset(tmp_path, capsys):
@@ -133,6 +143,10 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     assert ev["birds_not_in_classes"] == []
     at_default = next(x for x in ev["threshold_sweep"] if x["threshold"] == 0.5)
     assert at_default["row_f1"] == ev["row_f1"] and at_default["detection_recall"] == ev["detection_recall"]
+    # `predict --threshold val`: chosen on the val split (never test), reported at test beside the default
+    vt = ev["val_threshold"]
+    assert vt["threshold"] in evaluate.SWEEP and vt["source"].startswith("val") and vt["n"] > 0, vt
+    assert ev["at_val_threshold"] == next(x for x in ev["threshold_sweep"] if x["threshold"] == vt["threshold"])
 
 
 def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):

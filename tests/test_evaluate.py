@@ -122,3 +122,33 @@ def test_metrics_json_is_strict_and_undefined_metrics_are_null(tmp_path):
     assert loaded["test"]["knn_top1_birds"] is None and loaded["sweep"] == [{"p": None}]
     table, problems = compare.rows([str(tmp_path)])
     assert not problems and "| n/a |" in compare.markdown(table)
+
+
+def test_threshold_is_chosen_by_chunk_row_f1_with_ties_going_to_the_default():
+    classes = ["a", "b", NOCALL]
+    # chunk truths: a, b, nocall; bird scores that only a threshold in (0.3, 0.6] labels exactly right
+    scores = np.array([[0.65, 0.1, 0.2], [0.2, 0.7, 0.1], [0.3, 0.25, 0.9]], np.float32)
+    y = np.array([0, 1, 2])
+    sweep = evaluate.chunk_sweep(scores, y, classes)
+    assert [x["threshold"] for x in sweep] == list(evaluate.SWEEP)
+    f1 = {x["threshold"]: x["row_f1"] for x in sweep}
+    assert f1[0.4] == f1[0.5] == f1[0.6] == 1.0 and f1[0.3] < 1.0 and f1[0.7] < 1.0
+    assert evaluate.choose_threshold(sweep)["threshold"] == 0.5  # the tie goes to the default
+    assert evaluate.choose_threshold([{"threshold": 0.2, "row_f1": 0.9}, {"threshold": 0.5, "row_f1": 0.8},
+                                      {"threshold": 0.7, "row_f1": float("nan")}])["threshold"] == 0.2
+    assert evaluate.choose_threshold([{"threshold": 0.5, "row_f1": float("nan")}]) == {}
+
+
+def test_predict_threshold_val_reads_evaluate_choice_or_says_what_to_run(tmp_path):
+    import json
+
+    export = tmp_path / "ckpt" / "export"
+    export.mkdir(parents=True)
+    with pytest.raises(predict.PredictError, match="birdclef evaluate"):
+        predict.val_threshold(str(export), str(export))
+    (tmp_path / "ckpt" / "evaluation.json").write_text(json.dumps({"val_threshold": {"source": "none: no val"}}))
+    with pytest.raises(predict.PredictError, match="none: no val"):
+        predict.val_threshold(str(tmp_path / "ckpt"), str(export))
+    (tmp_path / "ckpt" / "evaluation.json").write_text(json.dumps({"val_threshold": {"threshold": 0.3}}))
+    assert predict.val_threshold(str(tmp_path / "ckpt"), str(export)) == 0.3  # given the ckpt dir
+    assert predict.val_threshold(str(export), str(export)) == 0.3              # given its export/ folder
