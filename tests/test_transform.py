@@ -251,3 +251,31 @@ def test_dataflow_without_project_is_refused_before_submitting():
     dask = runner.check_remote_options(runner.pipeline_options(
         ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"]))
     assert len(dask) == 1 and "DaskRunner is refused" in dask[0]
+
+
+def test_hand_encoded_examples_parse_to_what_tensorflow_would_have_written():
+    import tensorflow as tf
+
+    from birdclef.config import NOCALL
+
+    rng = np.random.default_rng(0)
+    mel = rng.standard_normal(records.mel_shape()).astype(np.float32)
+    feats = {"recording_id": "caltow/XC1234.ogg", "label": "caltow", "labels": "caltow bewwre é", "split": "val",
+             "chunk_index": 300, "row_id": "", "mel": mel}
+    ref = tf.train.Example(features=tf.train.Features(feature={
+        k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])) if isinstance(v, int) else
+        tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.tobytes() if isinstance(v, np.ndarray) else v.encode()]))
+        for k, v in feats.items()}))
+    got = records.chunk_example(**feats)
+    assert tf.train.Example.FromString(got) == ref
+    assert tf.train.Example.FromString(records.encode_example({"i": -5, "b": b"\x00\xff"})) == tf.train.Example(
+        features=tf.train.Features(feature={"i": tf.train.Feature(int64_list=tf.train.Int64List(value=[-5])),
+                                             "b": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\x00\xff"]))}))
+    parsed = records.parse_batch(tf.constant([got]), records.chunk_feature_spec())
+    np.testing.assert_array_equal(parsed["mel"].numpy()[0], mel)
+    assert parsed["chunk_index"].numpy()[0] == 300 and parsed["labels"].numpy()[0].decode() == "caltow bewwre é"
+    anchor = {"mel": mel, "label": "a", "recording_id": "a/1.ogg", "chunk_index": 2}
+    triple = tf.io.parse_single_example(records.triple_example(
+        anchor, {"mel": mel.tobytes()}, {"mel": mel, "label": NOCALL}), records.triple_feature_spec())
+    assert triple["negative_label"].numpy().decode() == NOCALL and triple["anchor_chunk"].numpy() == 2
+    assert triple["positive_mel"].numpy() == mel.tobytes()

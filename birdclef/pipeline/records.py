@@ -28,34 +28,61 @@ STRING_FEATURES = ("recording_id", "label", "labels", "split", "row_id")
 FORMAT_VERSION = 2
 
 
-def _bytes(v):
-    import tensorflow as tf
-
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v]))
-
-
-def _mel(a):
-    """A mel as float32 array, or already as its little-endian float32 bytes."""
-    import tensorflow as tf
-
-    raw = a if isinstance(a, bytes) else np.asarray(a, "<f4").tobytes()
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
+# Hand-written protobuf encoding of tf.train.Example (tensorflow/core/example/{example,feature}.proto):
+#   Example   { Features features = 1; }
+#   Features  { map<string, Feature> feature = 1; }      map entry: { string key = 1; Feature value = 2; }
+#   Feature   { BytesList bytes_list = 1; Int64List int64_list = 3; }
+#   BytesList { repeated bytes value = 1; }   Int64List { repeated int64 value = 1 [packed = true]; }
+# tf.train.Example(...).SerializeToString() copies a 100 KB mel three times and builds message objects;
+# this copies it once (b"".join of a buffer) and ran ~3x faster per chunk. Parsed by TF it gives the
+# same Example (tested).
 
 
-def _int(v):
-    import tensorflow as tf
+def _varint(n: int) -> bytes:
+    n &= 0xFFFFFFFFFFFFFFFF  # int64 two's complement, as protobuf encodes negative values
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+def encode_example(features: dict) -> bytes:
+    """Serialised tf.train.Example of {name: str | bytes | int | float32 array}: a str or bytes
+    becomes a one-value BytesList, an int a one-value Int64List, an array its little-endian
+    float32 bytes (as `mel`)."""
+    parts, total = [], 0
+    for key, value in features.items():
+        payload = None
+        if isinstance(value, (int, np.integer)):
+            ints = _varint(int(value))
+            head = b"\x1a" + _varint(len(ints) + 1 + len(_varint(len(ints)))) + b"\x0a" + _varint(len(ints)) + ints
+            size = len(head)
+        else:
+            if isinstance(value, str):
+                value = value.encode()
+            elif isinstance(value, np.ndarray):
+                value = np.ascontiguousarray(value, "<f4")
+            n = value.nbytes if isinstance(value, np.ndarray) else len(value)
+            inner = b"\x0a" + _varint(n)
+            head = b"\x0a" + _varint(len(inner) + n) + inner
+            payload, size = value, len(head) + n
+        k = key.encode()
+        entry_head = b"\x0a" + _varint(len(k)) + k + b"\x12" + _varint(size)
+        entry_len = len(entry_head) + size
+        parts.append(b"\x0a" + _varint(entry_len) + entry_head + head)
+        if payload is not None:
+            parts.append(payload)
+        total += 1 + len(_varint(entry_len)) + entry_len
+    return b"".join([b"\x0a" + _varint(total), *parts])
 
 
 def chunk_example(recording_id: str, label: str, labels: str, split: str, chunk_index: int,
-                  mel: np.ndarray, row_id: str = "") -> bytes:
-    import tensorflow as tf
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        "recording_id": _bytes(recording_id), "label": _bytes(label), "labels": _bytes(labels),
-        "split": _bytes(split), "chunk_index": _int(chunk_index), "row_id": _bytes(row_id), "mel": _mel(mel),
-    })).SerializeToString()
+                  mel, row_id: str = "") -> bytes:
+    """mel: float32 array, or already its little-endian float32 bytes."""
+    return encode_example({"recording_id": recording_id, "label": label, "labels": labels, "split": split,
+                           "chunk_index": chunk_index, "row_id": row_id, "mel": mel})
 
 
 def chunk_feature_spec(cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
@@ -74,14 +101,10 @@ def decode_mel(raw, cfg: FeatureConfig = DEFAULT_FEATURES):
 
 
 def triple_example(anchor: dict, positive: dict, negative: dict) -> bytes:
-    import tensorflow as tf
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        "anchor_mel": _mel(anchor["mel"]), "positive_mel": _mel(positive["mel"]),
-        "negative_mel": _mel(negative["mel"]),
-        "anchor_label": _bytes(anchor["label"]), "negative_label": _bytes(negative["label"]),
-        "anchor_id": _bytes(anchor["recording_id"]), "anchor_chunk": _int(anchor["chunk_index"]),
-    })).SerializeToString()
+    return encode_example({
+        "anchor_mel": anchor["mel"], "positive_mel": positive["mel"], "negative_mel": negative["mel"],
+        "anchor_label": anchor["label"], "negative_label": negative["label"],
+        "anchor_id": anchor["recording_id"], "anchor_chunk": anchor["chunk_index"]})
 
 
 def triple_feature_spec(cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
