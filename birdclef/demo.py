@@ -78,6 +78,10 @@ def run(args) -> int:
                  f"{ev.get('row_f1', float('nan')):.3f} (always-nocall {ev.get('row_f1_all_nocall', float('nan')):.3f}), "
                  f"detection precision {ev.get('detection_precision', float('nan')):.3f} "
                  f"recall {ev.get('detection_recall', float('nan')):.3f}")
+    if ev.get("at_val_threshold"):
+        steps.append(f"          threshold chosen on the {ev['val_threshold']['source']}: "
+                     f"{ev['val_threshold']['threshold']} (test row-wise F1 at it "
+                     f"{ev['at_val_threshold']['row_f1']:.3f}; `birdclef predict --threshold val` uses it)")
     pred_out = fileio.join(work, "predictions")
     pr = predict.run(ckpt, [fileio.join(data, "test_soundscapes")], pred_out, log=lambda *a: None)
     steps.append(f"predict   {pred_out}: {pr['windows']} windows of {pr['predicted']} test soundscape(s), "
