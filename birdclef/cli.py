@@ -237,13 +237,10 @@ def _threshold(value: str):
 
 
 def add_threshold_arg(p: argparse.ArgumentParser, allow_val: bool = False) -> None:
+    text = "bird score that labels a window (default %(default)s)"
     if allow_val:
-        p.add_argument("--threshold", type=_threshold, default=0.5,
-                       help="bird score that labels a window (default %(default)s), or val: the threshold "
-                            "`birdclef evaluate` chose on the validation split (from CKPT_DIR/evaluation.json)")
-    else:
-        p.add_argument("--threshold", type=float, default=0.5,
-                       help="bird score that labels a window (default %(default)s)")
+        text += ", or val: the threshold `birdclef evaluate` chose on the validation split (from CKPT_DIR/evaluation.json)"
+    p.add_argument("--threshold", type=_threshold if allow_val else float, default=0.5, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:

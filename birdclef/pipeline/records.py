@@ -57,7 +57,8 @@ def encode_example(features: dict) -> bytes:
         payload = None
         if isinstance(value, (int, np.integer)):
             ints = _varint(int(value))
-            head = b"\x1a" + _varint(len(ints) + 1 + len(_varint(len(ints)))) + b"\x0a" + _varint(len(ints)) + ints
+            int64_list = b"\x0a" + _varint(len(ints)) + ints
+            head = b"\x1a" + _varint(len(int64_list)) + int64_list
             size = len(head)
         else:
             if isinstance(value, str):
