@@ -109,7 +109,7 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
     per_rec = pd.DataFrame(scores).groupby(np.array(ids), sort=False).mean()
     rec_true = pd.Series(y).groupby(np.array(ids), sort=False).first()
     rec_pred = per_rec.to_numpy().argmax(1)
-    nocall = {c: i for i, c in enumerate(classes)}.get(NOCALL)
+    nocall = classes.index(NOCALL) if NOCALL in classes else None
     # bird vs not by the rule `predict` labels windows with
     det_pred = np.array([b != NOCALL for b in predict.label_windows(pd.DataFrame(scores, columns=classes),
                                                                      classes, threshold)])
@@ -142,9 +142,12 @@ def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str]) -> list[d
 
 
 def val_threshold(serve, classes: list[str], work_dir: str, data_dir: str, recordings: pd.DataFrame,
-                  acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
-    """`predict --threshold val`: chosen on the val split's soundscape windows, else on its recordings' chunks."""
-    windows = window_metrics(serve, classes, work_dir, data_dir, "val", 0.5, acfg)
+                  acfg: AudioConfig = DEFAULT_AUDIO, windows: dict | None = None) -> dict:
+    """`predict --threshold val`: chosen on the val split's soundscape windows, else on its recordings' chunks.
+
+    windows: `window_metrics` of the val split if already computed (its sweep does not depend on its threshold)."""
+    if windows is None:
+        windows = window_metrics(serve, classes, work_dir, data_dir, "val", 0.5, acfg)
     if windows.get("soundscape_windows"):
         best = choose_threshold(windows["threshold_sweep"])
         return {**best, "source": "val soundscape windows", "n": windows["soundscape_windows"]}
@@ -207,10 +210,12 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
         raise EvaluateError(str(e)) from e
     rec = _csv(fileio.join(pre, "recordings.csv"))
     test = rec[rec["split"] == "test"]
+    windows = window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)
     result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "classes": classes,
-              **chunk_metrics(serve, classes, test, threshold),
-              **window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold),
-              "val_threshold": val_threshold(serve, classes, work_dir, data_dir, rec)}
+              **chunk_metrics(serve, classes, test, threshold), **windows,
+              # --soundscapes val: the val windows were just scored, do not predict them again
+              "val_threshold": val_threshold(serve, classes, work_dir, data_dir, rec,
+                                             windows=windows if soundscape_split == "val" else None)}
     chosen = result["val_threshold"].get("threshold")
     at = next((x for x in result.get("threshold_sweep", []) if x["threshold"] == chosen), None)
     if at is not None:
