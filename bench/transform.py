@@ -70,12 +70,10 @@ print(sum(1 for i in json.load(open(sys.argv[1])) for _ in fn.process(i)))
 THREADS_CHILD = """
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import apache_beam as beam
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
 from birdclef.pipeline import runner, stage1_chunks
 items = json.load(open(sys.argv[1]))
-opts = runner.pipeline_options(["--direct_running_mode=in_memory", "--direct_num_workers=" + sys.argv[3]])
-with beam.Pipeline(options=opts) as p:
+with runner.make_pipeline(["--direct_running_mode=in_memory", "--direct_num_workers=" + sys.argv[3]]) as p:
     stage1_chunks.build(p, items, sys.argv[2], DEFAULT_AUDIO, DEFAULT_FEATURES)
 import resource
 print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
@@ -118,16 +116,13 @@ def plain_loop(items):
 
 
 def beam_run(items, workers: int, out: str):
-    import apache_beam as beam
-
     from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES
     from birdclef.pipeline import runner, stage1_chunks
 
-    opts = runner.pipeline_options(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     s0 = resource.getrusage(resource.RUSAGE_SELF)
     w0 = time.perf_counter()
-    with beam.Pipeline(options=opts) as p:
+    with runner.make_pipeline(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]) as p:
         stage1_chunks.build(p, items, out, DEFAULT_AUDIO, DEFAULT_FEATURES)
     wall = time.perf_counter() - w0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -35,11 +35,9 @@ def _clean(path: str) -> None:
 
 
 def _run_pipeline(build, beam_args):
-    import apache_beam as beam
+    from birdclef.pipeline.runner import make_pipeline
 
-    from birdclef.pipeline.runner import pipeline_options
-
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+    with make_pipeline(beam_args) as p:
         build(p)
 
 

@@ -279,3 +279,31 @@ def test_hand_encoded_examples_parse_to_what_tensorflow_would_have_written():
         anchor, {"mel": mel.tobytes()}, {"mel": mel, "label": NOCALL}), records.triple_feature_spec())
     assert triple["negative_label"].numpy().decode() == NOCALL and triple["anchor_chunk"].numpy() == 2
     assert triple["positive_mel"].numpy() == mel.tobytes()
+
+
+def test_direct_runner_never_tries_prism_so_runs_do_not_depend_on_the_network(tmp_path, monkeypatch):
+    """Beam's DirectRunner first tries PrismRunner (a binary downloaded from GitHub); birdclef's does not."""
+    import apache_beam as beam
+    from apache_beam.runners.portability import prism_runner
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from birdclef.pipeline import runner
+
+    tried = []
+
+    def no_prism(self, *a, **k):
+        tried.append(self)
+        raise RuntimeError("offline")  # what Beam's own DirectRunner meets here, then falls back
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", no_prism)
+    for k, args in enumerate(([], ["--direct_running_mode=in_memory"], ["--runner=DirectRunner"])):
+        out = tmp_path / str(k) / "out"
+        with runner.make_pipeline(args) as p:
+            assert isinstance(p.runner, fn_runner.FnApiRunner), args
+            p | beam.Create(["a", "b"]) | beam.io.WriteToText(str(out))
+        assert sorted(line for f in out.parent.glob("out*") for line in open(f)) == ["a\n", "b\n"]
+    assert tried == []
+    with beam.Pipeline(options=runner.pipeline_options([])) as p:  # Beam's plain DirectRunner, for contrast
+        p | beam.Create(["a"])
+    assert len(tried) == 1
+    assert not isinstance(runner.make_pipeline(["--runner=PrismRunner"]).runner, fn_runner.FnApiRunner)

@@ -84,6 +84,34 @@ def pipeline_options(beam_args: list[str] | None = None):
     return PipelineOptions(args)
 
 
+LOCAL_RUNNER_NAMES = ("DirectRunner", "SwitchingDirectRunner")
+
+
+def make_pipeline(beam_args: list[str] | None = None):
+    """A Beam pipeline with `pipeline_options(beam_args)`, on the runner birdclef measured.
+
+    Beam 2.77's DirectRunner first tries PrismRunner, which downloads a runner binary from
+    GitHub at start: offline (as in CI) that fails and Beam falls back to its FnApiRunner,
+    but on a machine with network the same command would run on another engine, untested
+    here and ignoring --direct_running_mode. So DirectRunner means the FnApiRunner, set up
+    as DirectRunner's fallback sets it up (pipeline options passed on to its workers),
+    whether or not the network is there. `--runner PrismRunner` still picks Prism."""
+    import apache_beam as beam
+
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    options = pipeline_options(beam_args)
+    if (options.view_as(StandardOptions).runner or "").split(".")[-1] not in LOCAL_RUNNER_NAMES:
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
+
+
 def check_remote_options(options) -> list[str]:
     """Problems with options a distributed runner needs, before anything is submitted."""
     from apache_beam.options.pipeline_options import (GoogleCloudOptions, SetupOptions, StandardOptions,
