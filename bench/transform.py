@@ -37,21 +37,23 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
 
 
+def item(path: str) -> dict:
+    """A stage 1 element as `stage1_chunks.work_items` makes it (duration from the header)."""
+    from birdclef import audio
+
+    return {"kind": "recording", "recording_id": path, "label": "x", "secondary": [], "split": "train",
+            "path": path, "seconds": audio.duration(path)}
+
+
 def items_from(data: Path) -> list[dict]:
     from birdclef import fileio
 
-    items = []
-    for root in (data / "birdclef-mini" / "train_short_audio", data / "nonbird"):
-        for p in fileio.list_files(str(root), (".ogg",)):
-            items.append({"kind": "recording", "recording_id": p, "label": "x", "secondary": [],
-                          "split": "train", "path": p})
-    return items
+    return [item(p) for root in (data / "birdclef-mini" / "train_short_audio", data / "nonbird")
+            for p in fileio.list_files(str(root), (".ogg",))]
 
 
 def audio_seconds(items) -> float:
-    from birdclef import audio
-
-    return sum(audio.duration(i["path"]) for i in items)
+    return sum(i["seconds"] for i in items)
 
 
 PLAIN_CHILD = """
@@ -101,7 +103,18 @@ def plain_loop_cold(items, tmp: str):
 
 def threads_cold(items, tmp: str, workers: int):
     """Stage 1 on DirectRunner in-memory with `workers` threads, from a cold start (a fresh process)."""
-    return _cold(items, tmp, THREADS_CHILD, os.path.join(tmp, "threads"), str(workers))
+    out = os.path.join(tmp, "threads")
+    try:
+        return _cold(items, tmp, THREADS_CHILD, out, str(workers))
+    finally:
+        drop(out)
+
+
+def drop(out: str) -> None:
+    """Delete a run's output (~1.2 GB) at once, before the disk writes it back while the next run is timed."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def plain_loop(items):
@@ -125,6 +138,7 @@ def beam_run(items, workers: int, out: str):
     with runner.make_pipeline(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]) as p:
         stage1_chunks.build(p, items, out, DEFAULT_AUDIO, DEFAULT_FEATURES)
     wall = time.perf_counter() - w0
+    drop(out)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     s1 = resource.getrusage(resource.RUSAGE_SELF)
     workers = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
@@ -176,8 +190,7 @@ def main():
         for k in range(args.extra_minutes // 4):
             path = os.path.join(tmp, f"extra{k}.flac")
             long_recording(path, 4, seed=k + 1)
-            items.append({"kind": "recording", "recording_id": path, "label": "x", "secondary": [],
-                          "split": "train", "path": path})
+            items.append(item(path))
         secs = audio_seconds(items)
         print(f"{len(items)} recordings, {secs:.0f} audio-s; cpus: {os.cpu_count()}")
         cpu_0, wall_0, self_0 = beam_run(items[:2], args.workers, os.path.join(tmp, "warm"))

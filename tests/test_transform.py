@@ -307,3 +307,20 @@ def test_direct_runner_never_tries_prism_so_runs_do_not_depend_on_the_network(tm
         p | beam.Create(["a"])
     assert len(tried) == 1
     assert not isinstance(runner.make_pipeline(["--runner=PrismRunner"]).runner, fn_runner.FnApiRunner)
+
+
+def test_stage1_order_deals_equal_audio_to_directrunner_workers():
+    from birdclef.pipeline.stage1_chunks import balanced_order
+
+    # as listed (long, short, long, short, ...), DirectRunner's round-robin parts would give every
+    # long recording to worker 0
+    items = [{"recording_id": str(k), "seconds": 240.0 if k % 2 == 0 else 3.0 + k % 7} for k in range(92)]
+    for parts in (1, 2, 3, 4):
+        ordered = balanced_order(items, parts)
+        assert sorted(i["recording_id"] for i in ordered) == sorted(i["recording_id"] for i in items)
+        loads = [sum(i["seconds"] for i in ordered[k::parts]) for k in range(parts)]
+        assert max(loads) - min(loads) <= 240.0, (parts, loads)
+    as_listed = [sum(i["seconds"] for i in items[k::2]) for k in range(2)]
+    loads = [sum(i["seconds"] for i in balanced_order(items, 2)[k::2]) for k in range(2)]
+    assert as_listed[0] - as_listed[1] > 10000 and abs(loads[0] - loads[1]) < 20
+    assert balanced_order([{"recording_id": "a"}, {"recording_id": "b", "seconds": 2.0}], 2)[0]["recording_id"] == "b"
