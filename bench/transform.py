@@ -17,7 +17,9 @@
    DirectRunner with 2 workers runs in two ways, both measured from a cold start: worker
    processes (multi_processing, the run above) and worker threads in one process (in_memory,
    in a fresh process, its imports of Beam and TF included). The bench names the one
-   `birdclef transform` picks here for this corpus (`runner.stage1_args`).
+   `birdclef transform` picks here for this corpus (`runner.stage1_args`). The threads' fixed cost is
+   measured on 2 tiny recordings too, with the corpus size from which they reach 0.7 of the warm loop
+   per core at the steady rate (fixed costs weigh less as the corpus grows; `--extra-minutes`).
 2. Peak memory (max RSS) of stage 1 on one long recording (default 60 min), in a
    fresh process. Target: < 2 GB.
 """
@@ -173,6 +175,19 @@ def long_recording(path: str, minutes: float, seed: int = 0) -> None:
             f.write(tone + (0.02 * rng.standard_normal(len(t))).astype(np.float32))
 
 
+def per_core_break_even(secs: float, wall: float, wall_fixed: float, workers: int, loop_rate: float) -> str:
+    """From how much audio a run reaches 0.7 of the plain loop per core, at the steady rate measured.
+
+    A run takes wall_fixed + secs / (workers * steady); per core that is >= 0.7 * loop_rate from
+    secs >= 0.7 * loop_rate * workers * wall_fixed / (1 - 0.7 * loop_rate / steady)."""
+    steady = secs / ((wall - wall_fixed) * workers)
+    text = f"less fixed cost {steady:.0f} audio-s per core-s, {steady / loop_rate:.3f} of the warm loop"
+    if steady <= 0.7 * loop_rate:
+        return text
+    need = 0.7 * loop_rate * workers * wall_fixed / (1 - 0.7 * loop_rate / steady)
+    return text + f"; per core >= 0.7 of the warm loop from {need / 3600:.1f} h of audio per run"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
@@ -221,6 +236,10 @@ def main():
         print(f"Beam DirectRunner x{args.workers} threads (in_memory), cold: {secs / cpu_t:7.1f} audio-s per CPU-s "
               f"(target >= 300; {wall_t:.1f} s wall, {rss_t}); per core {threads_core:.1f} audio-s per core-s, "
               f"ratio to cold plain loop {threads_core / cold_rate:.3f} (target >= 0.7)")
+        _, wall_t0, _ = threads_cold(items[:2], tmp, args.workers)
+        print(f"  threads' fixed cost (2 tiny recordings, cold): {wall_t0:.1f} s wall "
+              f"(Beam and TF imports, pipeline start, sinks, exit); "
+              f"{per_core_break_even(secs, wall_t, wall_t0, args.workers, warm_rate)}")
         from birdclef.pipeline import runner
 
         print(f"`birdclef transform` picks here for this corpus: {runner.stage1_args([], secs)[1]}")

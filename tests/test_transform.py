@@ -182,7 +182,8 @@ def test_stage1_runs_in_memory_where_worker_process_start_up_outweighs_them():
     assert runner.stage1_args([], 2 * 3600.0, cores=2)[0] == in_memory    # 2 h on 2 cores
     assert runner.stage1_args([], 5.3 * 3600, cores=2)[0] == in_memory    # 5.3 h on 2 cores: measured faster
     assert runner.stage1_args([], 2 * 3600.0, cores=4)[0] == []           # 2 h on 4 cores: processes
-    assert runner.stage1_args([], 36000.0, cores=2)[0] == []              # 10 h on 2 cores: processes
+    assert runner.stage1_args([], 7.3 * 3600, cores=2)[0] == in_memory    # 7.3 h on 2 cores: measured faster
+    assert runner.stage1_args([], 30 * 3600.0, cores=2)[0] == []          # 30 h on 2 cores: processes
     assert runner.pipeline_options(in_memory).get_all_options()["direct_num_workers"] == 2  # threads, not 1
     assert runner.stage1_args(["--direct_num_workers=1"], 60.0, cores=2)[0] == ["--direct_num_workers=1",
                                                                                 in_memory[1]]

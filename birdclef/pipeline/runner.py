@@ -39,8 +39,12 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
 # 30-35 s vs 31-39 s over 4-5 runs on a slower one (in-memory used up to 25 % less CPU); 5.3 h: 38 s vs 46 s.
 # Processes pay off past roughly F / (c_threads - c_process / cores) of audio (F ~15 s of start-up,
 # c_threads ~2.0-2.6 ms wall and c_process ~3.2 ms CPU per audio-s): ~4-10 h on 2 cores, ~1.7 h on 4.
+# On a faster 2-core machine (bench/transform.py) the steady rates per core were equal (619 vs 618
+# audio-s per core-s at 7.3 h) and threads started faster (4.0 vs 5.2 s): 7.3 h took 25.2 s in-memory
+# against 26.4 s with processes, with 16 % less CPU; 3.3 h 14.3 s both. So on 2 cores threads stay
+# ahead well past that; 24 h caps the extrapolation.
 SMALL_INPUT_S = 3600.0
-SMALL_INPUT_FEW_CORES_S = 6 * 3600.0
+SMALL_INPUT_FEW_CORES_S = 24 * 3600.0
 FEW_CORES = 2
 
 
