@@ -22,7 +22,9 @@ Validation split (never the test split), to choose `predict --threshold`:
                       chunks (each chunk's truth: its recording's label, `nocall` for non-bird audio);
                       ties go to the threshold nearest 0.5. `predict --threshold val` uses it.
   at_val_threshold    the test soundscape metrics at that threshold (an honest figure: chosen on val)
-Also per chunk of the test recordings: detection precision/recall of bird vs non-bird audio.
+Also per chunk of the test recordings: detection precision/recall of bird vs non-bird audio, and
+  per_class           per class: support, AP, top-1 precision/recall/F1, the class it is most often
+                      mistaken for; weakest AP first (also CKPT_DIR/per_class.csv)
 
 Writes CKPT_DIR/evaluation.json per model; `birdclef compare` shows them side by side.
 """
@@ -67,6 +69,35 @@ def mean_average_precision(scores: np.ndarray, y: np.ndarray) -> float:
 
     aps = [average_precision_score(y == c, scores[:, c]) for c in np.unique(y)]
     return float(np.mean(aps)) if aps else float("nan")
+
+
+def per_class(scores: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dict]:
+    """Per class, over test chunks (truth: the recording's label; prediction: the top class):
+    support (chunks of that class), AP (one-vs-rest on its score), precision, recall and F1 of the
+    top-1 prediction, and the class its chunks are most often mistaken for. Classes with neither
+    a chunk nor a prediction are left out; AP and recall are None without support, precision None
+    when never predicted. Weakest AP first, so the species a model fails on lead the list."""
+    from sklearn.metrics import average_precision_score
+
+    pred = scores.argmax(1)
+    out = []
+    for c, name in enumerate(classes):
+        truth, said = y == c, pred == c
+        if not truth.any() and not said.any():
+            continue
+        tp = int((truth & said).sum())
+        precision = tp / int(said.sum()) if said.any() else None
+        recall = tp / int(truth.sum()) if truth.any() else None
+        f1 = (2 * precision * recall / (precision + recall) if precision and recall else
+              (0.0 if precision is not None and recall is not None else None))
+        wrong = pred[truth & ~said]
+        confused = np.bincount(wrong, minlength=len(classes)).argmax() if len(wrong) else None
+        out.append({"class": name, "support": int(truth.sum()),
+                    "AP": float(average_precision_score(truth, scores[:, c])) if truth.any() else None,
+                    "precision": precision, "recall": recall, "f1": f1,
+                    "most_confused_with": classes[confused] if confused is not None else None,
+                    "confused_chunks": int((wrong == confused).sum()) if confused is not None else 0})
+    return sorted(out, key=lambda r: (r["AP"] is None, r["AP"] if r["AP"] is not None else 0.0, r["class"]))
 
 
 def _csv(path: str) -> pd.DataFrame:
@@ -121,6 +152,7 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
         "mAP": mean_average_precision(scores, y),
         "recording_accuracy": float(np.mean(rec_pred == rec_true.loc[per_rec.index].to_numpy())),
         "chunk_detection_precision": p, "chunk_detection_recall": r,
+        "per_class": per_class(scores, y, classes),
         "skipped": skipped,
     }
 
@@ -221,6 +253,9 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     if at is not None:
         result["at_val_threshold"] = at
     fileio.write_json(fileio.join(ckpt_dir, "evaluation.json"), result)
+    if result.get("per_class"):
+        fileio.write_text(fileio.join(ckpt_dir, "per_class.csv"),
+                          pd.DataFrame(result["per_class"]).to_csv(index=False, float_format="%.4f"))
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
     if result.get("birds_not_in_classes"):
@@ -230,6 +265,12 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
         f"mAP {result.get('mAP', float('nan')):.3f} on {result.get('test_chunks', 0)} test chunks; "
         f"row-wise F1 {result.get('row_f1', float('nan')):.3f} (all-nocall {result.get('row_f1_all_nocall', float('nan')):.3f}) "
         f"on {result.get('soundscape_windows', 0)} soundscape windows")
+    weak = [c for c in result.get("per_class", []) if c["AP"] is not None][:3]
+    if weak:
+        log("evaluate: weakest classes (test chunk AP): " + ", ".join(
+            f"{c['class']} {c['AP']:.3f} ({c['support']} chunks"
+            + (f", mostly taken for {c['most_confused_with']})" if c["most_confused_with"] else ")") for c in weak)
+            + f"; all classes in {fileio.join(ckpt_dir, 'per_class.csv')}")
     vt = result["val_threshold"]
     if chosen is not None:
         log(f"evaluate: threshold chosen on the {vt['source']} ({vt['n']}): {chosen} (row-wise F1 there "

@@ -152,3 +152,29 @@ def test_predict_threshold_val_reads_evaluate_choice_or_says_what_to_run(tmp_pat
     (tmp_path / "ckpt" / "evaluation.json").write_text(json.dumps({"val_threshold": {"threshold": 0.3}}))
     assert predict.val_threshold(str(tmp_path / "ckpt"), str(export)) == 0.3  # given the ckpt dir
     assert predict.val_threshold(str(export), str(export)) == 0.3              # given its export/ folder
+
+
+def test_per_class_metrics_name_the_weak_species_and_what_they_are_taken_for():
+    from birdclef.compare import _weakest
+    from birdclef.evaluate import per_class
+
+    classes = ["aaa", "bbb", "ccc", "nocall", "ddd"]
+    # aaa: 4 chunks, all right; bbb: 4 chunks, 3 taken for ccc; ccc: 2 chunks, right; ddd: never seen nor said
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3])
+    top = np.array([0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 3])
+    scores = np.full((len(y), len(classes)), 0.01)
+    scores[np.arange(len(y)), top] = 0.9
+    scores[5:8, 1] = 0.5  # bbb's mistaken chunks still score bbb second
+    rows = per_class(scores, y, classes)
+    by = {r["class"]: r for r in rows}
+    assert set(by) == {"aaa", "bbb", "ccc", "nocall"}
+    # weakest AP first: ccc's score ranks bbb's 3 chunks level with its own 2 (AP 0.4), while
+    # bbb's own score still ranks its chunks first (AP 1.0, though only 1 of 4 is top-1)
+    assert rows[0]["class"] == "ccc" and abs(by["ccc"]["AP"] - 0.4) < 1e-9
+    assert by["bbb"]["support"] == 4 and by["bbb"]["recall"] == 0.25 and by["bbb"]["precision"] == 1.0
+    assert by["bbb"]["most_confused_with"] == "ccc" and by["bbb"]["confused_chunks"] == 3
+    assert by["ccc"]["precision"] == 0.4 and by["ccc"]["recall"] == 1.0
+    assert abs(by["ccc"]["f1"] - 2 * 0.4 / 1.4) < 1e-9
+    assert by["aaa"]["AP"] == 1.0 and by["aaa"]["most_confused_with"] is None
+    assert by["bbb"]["AP"] == 1.0
+    assert _weakest(rows) == "ccc 0.400" and _weakest([]) == ""
