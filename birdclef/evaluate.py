@@ -26,7 +26,8 @@ Also per chunk of the test recordings: detection precision/recall of bird vs non
   per_class           per class: support, AP, top-1 precision/recall/F1, the class it is most often
                       mistaken for; weakest AP first (also CKPT_DIR/per_class.csv)
 
-Writes CKPT_DIR/evaluation.json per model; `birdclef compare` shows them side by side.
+Writes CKPT_DIR/evaluation.json per model and CKPT_DIR/report/ (report.md with the tables and
+plots, `birdclef.report`); `birdclef compare` shows the models side by side.
 """
 from __future__ import annotations
 
@@ -100,6 +101,15 @@ def per_class(scores: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dic
     return sorted(out, key=lambda r: (r["AP"] is None, r["AP"] if r["AP"] is not None else 0.0, r["class"]))
 
 
+def confusion(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    """Chunk counts by (true class, top-1 class), over the classes that are a truth or a prediction."""
+    used = sorted(set(y.tolist()) | set(pred.tolist()))
+    pos = {c: i for i, c in enumerate(used)}
+    counts = np.zeros((len(used), len(used)), int)
+    np.add.at(counts, ([pos[c] for c in y], [pos[c] for c in pred]), 1)
+    return {"classes": [classes[c] for c in used], "counts": counts.tolist()}
+
+
 def _csv(path: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(fileio.read_text(path)), dtype=str, keep_default_na=False)
 
@@ -153,6 +163,8 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
         "recording_accuracy": float(np.mean(rec_pred == rec_true.loc[per_rec.index].to_numpy())),
         "chunk_detection_precision": p, "chunk_detection_recall": r,
         "per_class": per_class(scores, y, classes),
+        # rows: true class, columns: top-1 class, over the classes that occur in either
+        "confusion": confusion(y, pred, classes),
         "skipped": skipped,
     }
 
@@ -256,6 +268,9 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     if result.get("per_class"):
         fileio.write_text(fileio.join(ckpt_dir, "per_class.csv"),
                           pd.DataFrame(result["per_class"]).to_csv(index=False, float_format="%.4f"))
+    from birdclef import report
+
+    report_path = report.write(result, fileio.join(ckpt_dir, "report"))
     for s in result.get("skipped", []):
         log(f"evaluate: skipped {s}")
     if result.get("birds_not_in_classes"):
@@ -271,6 +286,7 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
             f"{c['class']} {c['AP']:.3f} ({c['support']} chunks"
             + (f", mostly taken for {c['most_confused_with']})" if c["most_confused_with"] else ")") for c in weak)
             + f"; all classes in {fileio.join(ckpt_dir, 'per_class.csv')}")
+    log(f"evaluate: report with plots: {report_path}")
     vt = result["val_threshold"]
     if chosen is not None:
         log(f"evaluate: threshold chosen on the {vt['source']} ({vt['n']}): {chosen} (row-wise F1 there "

@@ -147,6 +147,10 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     vt = ev["val_threshold"]
     assert vt["threshold"] in evaluate.SWEEP and vt["source"].startswith("val") and vt["n"] > 0, vt
     assert ev["at_val_threshold"] == next(x for x in ev["threshold_sweep"] if x["threshold"] == vt["threshold"])
+    # per class: every class of the test chunks, and the counts of the confusion matrix add up to them
+    assert sum(c["support"] for c in ev["per_class"]) == ev["test_chunks"] == sum(map(sum, ev["confusion"]["counts"]))
+    report = (tmp_path / "demo" / "model" / "report" / "report.md").read_text()
+    assert f"| mAP | {ev['mAP']:.3f} |" in report and "![confusion matrix](confusion.png)" in report
 
 
 def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):

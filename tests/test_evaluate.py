@@ -178,3 +178,31 @@ def test_per_class_metrics_name_the_weak_species_and_what_they_are_taken_for():
     assert by["aaa"]["AP"] == 1.0 and by["aaa"]["most_confused_with"] is None
     assert by["bbb"]["AP"] == 1.0
     assert _weakest(rows) == "ccc 0.400" and _weakest([]) == ""
+
+
+def test_report_shows_the_evaluation_numbers_and_plots_them(tmp_path):
+    from birdclef import fileio, report
+    from birdclef.evaluate import SWEEP, confusion, per_class
+
+    classes = ["aaa", "bbb", NOCALL]
+    y = np.array([0, 0, 1, 1, 2, 2])
+    scores = np.eye(3)[[0, 0, 1, 0, 2, 2]] * 0.8 + 0.05
+    scores[3] = [0.6, 0.02, 0.38]  # a bbb chunk taken for aaa, scoring bbb lowest of all: bbb's AP is the weakest
+    ev = {"ckpt_dir": "ck", "export": "ck/export", "threshold": 0.5, "test_chunks": 6, "accuracy": 5 / 6,
+          "mAP": 0.9, "soundscape_split": "test", "soundscape_windows": 12, "row_f1": 0.75, "row_f1_all_nocall": 0.25,
+          "per_class": per_class(scores, y, classes), "confusion": confusion(y, scores.argmax(1), classes),
+          "threshold_sweep": [{"threshold": t, "row_f1": 0.5 + t / 2, "detection_precision": None,
+                               "detection_recall": 1 - t} for t in SWEEP],
+          "val_threshold": {"threshold": 0.4, "source": "val recording chunks", "n": 9},
+          "at_val_threshold": {"row_f1": 0.7}, "skipped": ["x.ogg: truncated"]}
+    assert ev["confusion"] == {"classes": classes, "counts": [[2, 0, 0], [1, 1, 0], [0, 0, 2]]}
+    md = open(report.write(ev, str(tmp_path / "report"))).read()
+    for png in ("threshold_sweep.png", "per_class_ap.png", "confusion.png"):
+        data = (tmp_path / "report" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+        assert f"]({png})" in md
+    assert "| accuracy | 0.833 |" in md and "| row-wise F1, always nocall | 0.250 |" in md
+    assert "| bbb | 2 | " in md and "| aaa |" in md and md.index("| bbb | 2 |") < md.index("| aaa | 2 |")
+    assert "**0.4**" in md and "0.700" in md and "x.ogg: truncated" in md
+    report.write({"ckpt_dir": "ck", "accuracy": 1.0}, "memory://report-test")  # remote, and no plots to make
+    assert "| accuracy | 1.000 |" in fileio.read_text("memory://report-test/report.md")

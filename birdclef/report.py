@@ -1,0 +1,129 @@
+"""A readable evaluation report: CKPT_DIR/report/report.md with its plots.
+
+Made by `birdclef evaluate` from the same dict it writes to evaluation.json, so
+the report never shows a number that evaluation.json does not hold:
+  report.md             summary, per-class table (weakest AP first), threshold sweep table
+  threshold_sweep.png   BirdCLEF row-wise F1 and detection precision/recall of the soundscape
+                        windows against the threshold, with the always-nocall floor and the
+                        threshold chosen on the val split
+  per_class_ap.png      test-chunk AP per class
+  confusion.png         test chunks by true and top-1 class, each row as fractions of its chunks
+Plots use matplotlib's non-interactive Agg backend (no screen needed).
+"""
+from __future__ import annotations
+
+import io
+
+from birdclef import fileio
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _table(rows: list[dict], cols: list[str]) -> list[str]:
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
+            *("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows)]
+
+
+def _save(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    fileio.write_bytes(path, buf.getvalue())
+
+
+def _plot_sweep(ev: dict, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep = ev["threshold_sweep"]
+    t = [x["threshold"] for x in sweep]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    # distinct markers and lines, so curves that coincide (often precision and recall) stay visible
+    for key, label, style in (("row_f1", "row-wise F1 (BirdCLEF-2021)", "o-"),
+                              ("detection_precision", "detection precision", "s--"),
+                              ("detection_recall", "detection recall", "^:")):
+        ax.plot(t, [x[key] if x[key] is not None else float("nan") for x in sweep], style, label=label,
+                markerfacecolor="none")
+    if ev.get("row_f1_all_nocall") is not None:
+        ax.axhline(ev["row_f1_all_nocall"], color="grey", ls=":", label="row F1, always nocall")
+    chosen = ev.get("val_threshold", {}).get("threshold")
+    if chosen is not None:
+        ax.axvline(chosen, color="black", ls="--", label=f"chosen on val: {chosen}")
+    ax.set(xlabel="threshold", ylim=(0, 1.02),
+           title=f"{ev.get('soundscape_split', '')} soundscape windows ({ev.get('soundscape_windows', 0)})")
+    ax.legend(fontsize=7, loc="lower left")
+    _save(fig, path)
+
+
+def _plot_ap(per_class: list[dict], path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in per_class if r["AP"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(rows) + 1))
+    ax.barh([f"{r['class']} ({r['support']})" for r in rows], [r["AP"] for r in rows])
+    ax.invert_yaxis()  # weakest at the top
+    ax.set(xlim=(0, 1), xlabel="average precision (test chunks)", title="per class (chunks)")
+    _save(fig, path)
+
+
+def _plot_confusion(conf: dict, path: str) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.array(conf["counts"], float)
+    frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    n = len(conf["classes"])
+    fig, ax = plt.subplots(figsize=(0.45 * n + 2, 0.45 * n + 1.5))
+    im = ax.imshow(frac, vmin=0, vmax=1, cmap="Blues")
+    ax.set_xticks(range(n), conf["classes"], rotation=90, fontsize=7)
+    ax.set_yticks(range(n), conf["classes"], fontsize=7)
+    ax.set(xlabel="top-1 class", ylabel="true class", title="test chunks (row fractions)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def write(ev: dict, out_dir: str) -> str:
+    """Write report.md and the plots that the evaluation holds data for; returns the report's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fileio.makedirs(out_dir)
+    md = [f"# Evaluation of {ev.get('ckpt_dir', '')}", "",
+          f"Exported model `{ev.get('export', '')}`, measured on data it never trained on "
+          f"(the numbers are those of `evaluation.json`).", "", "## Summary", ""]
+    summary = [("test chunks", "test_chunks"), ("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
+               ("mAP", "mAP"), ("recording accuracy", "recording_accuracy"),
+               ("soundscape windows", "soundscape_windows"), (f"row-wise F1 at {ev.get('threshold')}", "row_f1"),
+               ("row-wise F1, always nocall", "row_f1_all_nocall"),
+               ("detection precision", "detection_precision"), ("detection recall", "detection_recall")]
+    md += _table([{"metric": name, "value": ev.get(key)} for name, key in summary], ["metric", "value"])
+    vt = ev.get("val_threshold", {})
+    if vt.get("threshold") is not None:
+        at = ev.get("at_val_threshold", {})
+        md += ["", f"Threshold chosen on the {vt['source']} ({vt['n']}): **{vt['threshold']}**"
+               + (f"; test row-wise F1 at it: {_fmt(at.get('row_f1'))}." if at else ".")]
+    if ev.get("birds_not_in_classes"):
+        md += ["", "Labelled birds this model has no class for: " + ", ".join(ev["birds_not_in_classes"])]
+    if ev.get("per_class"):
+        _plot_ap(ev["per_class"], fileio.join(out_dir, "per_class_ap.png"))
+        md += ["", "## Per class (test chunks, weakest AP first)", "", "![per-class AP](per_class_ap.png)", ""]
+        md += _table(ev["per_class"], ["class", "support", "AP", "precision", "recall", "f1", "most_confused_with",
+                                       "confused_chunks"])
+    if ev.get("confusion", {}).get("classes"):
+        _plot_confusion(ev["confusion"], fileio.join(out_dir, "confusion.png"))
+        md += ["", "## Confusion (test chunks)", "", "![confusion matrix](confusion.png)"]
+    if ev.get("threshold_sweep"):
+        _plot_sweep(ev, fileio.join(out_dir, "threshold_sweep.png"))
+        md += ["", f"## Threshold sweep ({ev.get('soundscape_split')} soundscape windows)", "",
+               "![threshold sweep](threshold_sweep.png)", ""]
+        md += _table(ev["threshold_sweep"], ["threshold", "row_f1", "detection_precision", "detection_recall"])
+    if ev.get("skipped"):
+        md += ["", "## Skipped", "", *(f"- {s}" for s in ev["skipped"])]
+    path = fileio.join(out_dir, "report.md")
+    fileio.write_text(path, "\n".join(md) + "\n")
+    return path
