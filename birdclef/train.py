@@ -375,7 +375,19 @@ def evaluate_split(model, data: Data, split: str, k: int) -> dict:
 
 # ---------------------------------------------------------------- the run
 def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=print) -> dict:
+    """Train (or resume) one model; returns its metrics. --mixed_precision sets Keras' global dtype
+    policy for this run only: it is put back afterwards, so later models in the process are float32."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tf_keras as keras
+
+    previous = keras.mixed_precision.global_policy()
+    try:
+        return _run(cfg, feature_cfg, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     import tensorflow as tf
     import tf_keras as keras
     from tqdm import tqdm

@@ -276,3 +276,23 @@ def test_best_epoch_counts_the_class_head_that_the_exported_model_scores_with():
     assert best["epoch"] == 10
     assert train.selection_metric(history[0], "batch_hard") == 0.9412  # no class head trained: k-NN alone
     assert train.selection_metric({"epoch": 1, "loss": 0.5}, "classify") == -0.5  # no validation data
+
+
+def test_mixed_precision_trains_exports_float32_and_leaves_the_global_policy_alone(work, tmp_path):
+    """--mixed_precision (float16 compute, meant for GPUs) runs on CPU too; the exported model serves
+    float32 scores that sum to 1, and later models in the same process are float32 again."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    ckpt = str(tmp_path / "mp")
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=1, steps_per_epoch=2,
+                            model="dilated_cnn", loss="batch_hard+classify", jit_compile=False, mixed_precision=True)
+    metrics = train.run(cfg, log=lambda s: None)
+    assert metrics["history"] and all(np.isfinite(h["loss"]) for h in metrics["history"]), metrics["history"]
+    assert keras.mixed_precision.global_policy().name == "float32"
+    m = tf.saved_model.load(f"{ckpt}/export")
+    out = m.signatures["serving_default"](waveform=tf.constant(np.random.default_rng(0).normal(0, 0.1, 96000),
+                                                                tf.float32))
+    assert out["scores"].dtype == tf.float32 and out["embedding"].dtype == tf.float32
+    np.testing.assert_allclose(out["scores"].numpy().sum(1), 1.0, rtol=1e-3)
+    assert models.build("dilated_cnn", features.mel_shape(), 16, 3).dtype_policy.name == "float32"
