@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -296,11 +297,23 @@ def make_train_step(model, optimizer, cfg: TrainConfig):
 
 
 # ---------------------------------------------------------------- evaluation
-def embed(model, ds, batch_size: int = 128):
-    """Embeddings, logits and class ids of a (mel, class) dataset."""
+_INFER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _inference_fn(model):
+    """One traced inference function per model, for any batch size: a new tf.function per call
+    (twice per epoch) retraced the whole model each time, and again for each last, smaller batch."""
     import tensorflow as tf
 
-    infer = tf.function(lambda x: model(x, training=False))
+    if model not in _INFER:
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        _INFER[model] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return _INFER[model]
+
+
+def embed(model, ds, batch_size: int = 128):
+    """Embeddings, logits and class ids of a (mel, class) dataset."""
+    infer = _inference_fn(model)
     embs, logits, ys = [], [], []
     for x, y in ds.batch(batch_size):
         out = infer(x)

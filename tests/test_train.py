@@ -296,3 +296,16 @@ def test_mixed_precision_trains_exports_float32_and_leaves_the_global_policy_alo
     assert out["scores"].dtype == tf.float32 and out["embedding"].dtype == tf.float32
     np.testing.assert_allclose(out["scores"].numpy().sum(1), 1.0, rtol=1e-3)
     assert models.build("dilated_cnn", features.mel_shape(), 16, 3).dtype_policy.name == "float32"
+
+
+def test_embedding_traces_the_model_once_for_every_call_and_batch_size():
+    import tensorflow as tf
+
+    model = models.build("dilated_cnn", features.mel_shape(), 16, 3)
+    mels = np.random.default_rng(0).normal(size=(10, *features.mel_shape())).astype(np.float32)
+    for n in (10, 7, 3):  # each with a last, smaller batch
+        ds = tf.data.Dataset.from_tensor_slices((mels[:n], np.arange(n) % 3))
+        e, logits, y = train.embed(model, ds, batch_size=4)
+        assert e.shape == (n, 16) and logits.shape == (n, 3) and list(y) == list(np.arange(n) % 3)
+    assert train._inference_fn(model).experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(e, model(mels[:3], training=False)["embedding"].numpy(), atol=1e-5)
