@@ -307,7 +307,8 @@ def _inference_fn(model):
 
     if model not in _INFER:
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-        _INFER[model] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        ref = weakref.ref(model)  # the cached function must not keep its model alive
+        _INFER[model] = tf.function(lambda x: ref()(x, training=False), input_signature=[spec])
     return _INFER[model]
 
 

@@ -309,3 +309,10 @@ def test_embedding_traces_the_model_once_for_every_call_and_batch_size():
         assert e.shape == (n, 16) and logits.shape == (n, 3) and list(y) == list(np.arange(n) % 3)
     assert train._inference_fn(model).experimental_get_tracing_count() == 1
     np.testing.assert_allclose(e, model(mels[:3], training=False)["embedding"].numpy(), atol=1e-5)
+    import gc
+    import weakref
+
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None, "the cached inference function kept its model alive"

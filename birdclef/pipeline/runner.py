@@ -101,7 +101,6 @@ def make_pipeline(beam_args: list[str] | None = None):
     as DirectRunner's fallback sets it up (pipeline options passed on to its workers),
     whether or not the network is there. `--runner PrismRunner` still picks Prism."""
     import apache_beam as beam
-
     from apache_beam.options.pipeline_options import StandardOptions
 
     options = pipeline_options(beam_args)
