@@ -16,7 +16,10 @@ Outputs in --out:
                    for files named like BirdCLEF soundscapes, else <file stem>_<end s>)
   scores.csv       one row per window: file, row_id, start_s, end_s, birds, then one
                    column per class with its score (load in pandas, R, a spreadsheet)
+  detections.csv   one row per detected bird: file, start_s, end_s, species, score
   raven/<stem>.selections.txt  Raven Pro selection tables of the detected birds
+  audacity/<stem>.txt          Audacity label tracks of the same (File > Import > Labels)
+                   (<stem>: the file name without extension; inputs sharing one get a hash of their path added)
   quarantine.csv   files that could not be used, with the reason and the fix
 Per-file results are kept in --out/parts, so an interrupted run resumes where it
 stopped; outputs made with another model or threshold are refused, not overwritten.
@@ -135,16 +138,37 @@ def label_windows(scores: pd.DataFrame, classes: list[str], threshold: float) ->
     return [" ".join(b for b, _ in hits) or NOCALL for hits in _bird_hits(scores, classes, threshold)]
 
 
+def detections(scores: pd.DataFrame, classes: list[str], threshold: float) -> pd.DataFrame:
+    """One row per (window, bird scoring >= threshold): file (if given), start_s, end_s, species, score."""
+    keys = [k for k in ("file", "start_s", "end_s") if k in scores]
+    rows = [(*key, b, v) for key, hits in zip(scores[keys].itertuples(index=False, name=None),
+                                               _bird_hits(scores, classes, threshold)) for b, v in hits]
+    return pd.DataFrame(rows, columns=[*keys, "species", "score"])
+
+
 def raven_table(scores: pd.DataFrame, classes: list[str], threshold: float,
                 cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
     """Raven Pro selection table (tab-separated) of the windows where a bird scores >= threshold."""
     lines = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\tScore"]
-    spans = scores[["start_s", "end_s"]].to_numpy()
-    hits = [(start, end, b, v) for (start, end), row in zip(spans, _bird_hits(scores, classes, threshold))
-            for b, v in row]
-    for n, (start, end, b, v) in enumerate(hits, 1):
-        lines.append(f"{n}\tSpectrogram 1\t1\t{start:.3f}\t{end:.3f}\t{cfg.fmin:.1f}\t{cfg.fmax:.1f}\t{b}\t{v:.4f}")
+    det = detections(scores, classes, threshold)
+    for n, d in enumerate(det.itertuples(index=False), 1):
+        lines.append(f"{n}\tSpectrogram 1\t1\t{d.start_s:.3f}\t{d.end_s:.3f}\t{cfg.fmin:.1f}\t{cfg.fmax:.1f}\t"
+                     f"{d.species}\t{d.score:.4f}")
     return "\n".join(lines) + "\n"
+
+
+def audacity_labels(scores: pd.DataFrame, classes: list[str], threshold: float) -> str:
+    """Audacity label track (start, end, 'species score', tab-separated) of the birds scoring >= threshold."""
+    det = detections(scores, classes, threshold)
+    return "".join(f"{d.start_s:.3f}\t{d.end_s:.3f}\t{d.species} {d.score:.3f}\n" for d in det.itertuples(index=False))
+
+
+def output_stems(paths: list[str]) -> dict[str, str]:
+    """A file name stem per input for per-file outputs; inputs sharing a stem (a/x.ogg, b/x.wav)
+    get a short hash of their path added, so one file's table never overwrites another's."""
+    stems = {p: fileio.basename(p).rsplit(".", 1)[0] for p in paths}
+    counts = pd.Series(list(stems.values()), dtype=str).value_counts()
+    return {p: s if counts[s] == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p, s in stems.items()}
 
 
 def input_files(inputs: list[str]) -> list[str]:
@@ -235,9 +259,13 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     scores.insert(4, "birds", label_windows(scores, classes, threshold))
     fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
     fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))
+    fileio.write_text(fileio.join(out, "detections.csv"),
+                      detections(scores, classes, threshold).to_csv(index=False, float_format="%.5f"))
+    stems = output_stems(list(scores["file"].unique()))
     for path, grp in scores.groupby("file", sort=False):
-        stem = fileio.basename(path).rsplit(".", 1)[0]
-        fileio.write_text(fileio.join(out, "raven", f"{stem}.selections.txt"), raven_table(grp, classes, threshold, cfg))
+        fileio.write_text(fileio.join(out, "raven", f"{stems[path]}.selections.txt"),
+                          raven_table(grp, classes, threshold, cfg))
+        fileio.write_text(fileio.join(out, "audacity", f"{stems[path]}.txt"), audacity_labels(grp, classes, threshold))
     summary = {"files": len(files), "predicted": len(results), "resumed": resumed, "quarantined": len(quarantined),
                "windows": int(len(scores)), "windows_with_birds": int((scores["birds"] != NOCALL).sum()),
                "out": out}

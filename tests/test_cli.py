@@ -102,7 +102,10 @@ def _check_predict(work, out, shared_data, capsys):
     stem = soundscapes[0].stem.split("_")
     assert f"{stem[0]}_{stem[1]}_5" in set(sub.row_id)  # BirdCLEF row ids: audio_id_site_end
     assert (sub.birds != "").all()
-    assert len(list((out / "raven").iterdir())) == len(good)
+    assert len(list((out / "raven").iterdir())) == len(good) == len(list((out / "audacity").iterdir()))
+    det = pd.read_csv(out / "detections.csv")
+    scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    assert len(det) == sum(len(b.split()) for b in scores["birds"] if b != "nocall")
     capsys.readouterr()
     before = (out / "submission.csv").read_text()
     assert cli.main(args) == 0
