@@ -182,6 +182,11 @@ def cmd_compare(args) -> int:
     if args.csv:
         fileio.write_text(args.csv, pd.DataFrame(table).to_csv(index=False))
         print(f"compare: table written to {args.csv}")
+    if args.plot:
+        from birdclef import report
+
+        report.plot_models(table, args.plot)
+        print(f"compare: plot written to {args.plot}")
     return EXIT_OK
 
 
@@ -225,6 +230,7 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     """Arguments of commands that print the side-by-side table (compare, evaluate)."""
     p.add_argument("ckpt_dirs", nargs="+", help="checkpoint directories of `birdclef train` runs")
     p.add_argument("--csv", help="also write the table as CSV here")
+    p.add_argument("--plot", help="also draw the main metrics of the models side by side in this PNG")
 
 
 def _threshold(value: str):

@@ -8,6 +8,7 @@ the report never shows a number that evaluation.json does not hold:
                         threshold chosen on the val split
   per_class_ap.png      test-chunk AP per class
   confusion.png         test chunks by true and top-1 class, each row as fractions of its chunks
+and, for `birdclef compare --plot`, one bar chart of several models' main metrics (`plot_models`).
 Plots use matplotlib's non-interactive Agg backend (no screen needed).
 """
 from __future__ import annotations
@@ -127,3 +128,32 @@ def write(ev: dict, out_dir: str) -> str:
     path = fileio.join(out_dir, "report.md")
     fileio.write_text(path, "\n".join(md) + "\n")
     return path
+
+
+PLOTTED = ("k-NN top-1", "k-NN birds", "clf top-1", "clf balanced", "mAP", "row F1")
+
+
+def plot_models(table: list[dict], path: str) -> list[str]:
+    """Grouped bars of the `compare` table's main metrics, one colour per model, with the majority-class
+    floor; metrics no model has (e.g. before `evaluate`) are left out. Returns the metrics plotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metrics = [m for m in PLOTTED if any(isinstance(r.get(m), float) for r in table)]
+    fig, ax = plt.subplots(figsize=(1.3 * max(len(metrics), 1) + 3, 3.8))
+    width = 0.8 / max(len(table), 1)
+    for k, r in enumerate(table):
+        values = [r[m] if isinstance(r.get(m), float) else np.nan for m in metrics]
+        ax.bar(np.arange(len(metrics)) + (k - (len(table) - 1) / 2) * width, values, width,
+               label=f"{r['model']} ({r['loss']})")
+    floors = [r["majority"] for r in table if isinstance(r.get("majority"), float)]
+    if floors:
+        ax.axhline(floors[0], color="grey", ls=":", label="majority class (chunks)")
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set(ylim=(0, 1.02), title="test split, side by side")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(fig, path)
+    return metrics

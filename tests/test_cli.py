@@ -170,3 +170,10 @@ def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):
     assert "c: no metrics.json" in err
     assert csv.read_text().count("\n") == 3
     assert cli.main(["compare", str(tmp_path / "c")]) == 1
+    from birdclef import compare, report
+
+    png = tmp_path / "models.png"
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"plot written to {png}" in capsys.readouterr().out
+    # only metrics some model has: these runs were never evaluated, so no mAP or row F1
+    assert report.plot_models(compare.rows([str(tmp_path / "a")])[0], str(png)) == ["k-NN top-1"]
