@@ -14,7 +14,8 @@ COLUMNS = [("model", "model"), ("loss", "loss"), ("params", "params"), ("epochs"
            ("clf top-1", "classifier_top1"), ("clf balanced", "classifier_balanced"),
            ("mAP", "mAP"), ("row F1", "row_f1"), ("row F1 all-nocall", "row_f1_all_nocall"),
            ("det. precision", "detection_precision"), ("det. recall", "detection_recall"),
-           ("weakest class (AP)", "weakest_class"), ("val threshold", "val_threshold_value"), ("row F1 at val threshold", "row_f1_at_val_threshold"),
+           ("weakest class (AP)", "weakest_class"), ("val threshold", "val_threshold_value"),
+           ("row F1 at val threshold", "row_f1_at_val_threshold"),
            ("chance", "chance_uniform"), ("majority", "chance_majority"), ("test chunks", "chunks"),
            ("windows", "soundscape_windows")]
 
@@ -52,8 +53,6 @@ def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
 
 
 def markdown(table: list[dict]) -> str:
-    heads = [t for t, _ in COLUMNS]
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("n/a" if v is None else str(v))  # noqa: E731
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    lines += ["| " + " | ".join(fmt(r[h]) for h in heads) + " |" for r in table]
-    return "\n".join(lines)
+    from birdclef.report import markdown_table
+
+    return "\n".join(markdown_table(table, [t for t, _ in COLUMNS]))

@@ -24,7 +24,9 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _table(rows: list[dict], cols: list[str]) -> list[str]:
+def markdown_table(rows: list[dict], cols: list[str]) -> list[str]:
+    """Lines of a markdown table of `cols` of each row: floats to 3 decimals, None or NaN as n/a.
+    The one renderer of the report's tables and of `birdclef compare`."""
     return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
             *("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows)]
 
@@ -102,7 +104,7 @@ def write(ev: dict, out_dir: str) -> str:
                ("soundscape windows", "soundscape_windows"), (f"row-wise F1 at {ev.get('threshold')}", "row_f1"),
                ("row-wise F1, always nocall", "row_f1_all_nocall"),
                ("detection precision", "detection_precision"), ("detection recall", "detection_recall")]
-    md += _table([{"metric": name, "value": ev.get(key)} for name, key in summary], ["metric", "value"])
+    md += markdown_table([{"metric": name, "value": ev.get(key)} for name, key in summary], ["metric", "value"])
     vt = ev.get("val_threshold", {})
     if vt.get("threshold") is not None:
         at = ev.get("at_val_threshold", {})
@@ -113,8 +115,8 @@ def write(ev: dict, out_dir: str) -> str:
     if ev.get("per_class"):
         _plot_ap(ev["per_class"], fileio.join(out_dir, "per_class_ap.png"))
         md += ["", "## Per class (test chunks, weakest AP first)", "", "![per-class AP](per_class_ap.png)", ""]
-        md += _table(ev["per_class"], ["class", "support", "AP", "precision", "recall", "f1", "most_confused_with",
-                                       "confused_chunks"])
+        md += markdown_table(ev["per_class"], ["class", "support", "AP", "precision", "recall", "f1",
+                                               "most_confused_with", "confused_chunks"])
     if ev.get("confusion", {}).get("classes"):
         _plot_confusion(ev["confusion"], fileio.join(out_dir, "confusion.png"))
         md += ["", "## Confusion (test chunks)", "", "![confusion matrix](confusion.png)"]
@@ -122,7 +124,7 @@ def write(ev: dict, out_dir: str) -> str:
         _plot_sweep(ev, fileio.join(out_dir, "threshold_sweep.png"))
         md += ["", f"## Threshold sweep ({ev.get('soundscape_split')} soundscape windows)", "",
                "![threshold sweep](threshold_sweep.png)", ""]
-        md += _table(ev["threshold_sweep"], ["threshold", "row_f1", "detection_precision", "detection_recall"])
+        md += markdown_table(ev["threshold_sweep"], ["threshold", "row_f1", "detection_precision", "detection_recall"])
     if ev.get("skipped"):
         md += ["", "## Skipped", "", *(f"- {s}" for s in ev["skipped"])]
     path = fileio.join(out_dir, "report.md")
