@@ -146,20 +146,17 @@ def detections(scores: pd.DataFrame, classes: list[str], threshold: float) -> pd
     return pd.DataFrame(rows, columns=[*keys, "species", "score"])
 
 
-def raven_table(scores: pd.DataFrame, classes: list[str], threshold: float,
-                cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
-    """Raven Pro selection table (tab-separated) of the windows where a bird scores >= threshold."""
+def raven_rows(det: pd.DataFrame, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+    """Raven Pro selection table (tab-separated) of `detections` rows."""
     lines = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies\tScore"]
-    det = detections(scores, classes, threshold)
     for n, d in enumerate(det.itertuples(index=False), 1):
         lines.append(f"{n}\tSpectrogram 1\t1\t{d.start_s:.3f}\t{d.end_s:.3f}\t{cfg.fmin:.1f}\t{cfg.fmax:.1f}\t"
                      f"{d.species}\t{d.score:.4f}")
     return "\n".join(lines) + "\n"
 
 
-def audacity_labels(scores: pd.DataFrame, classes: list[str], threshold: float) -> str:
-    """Audacity label track (start, end, 'species score', tab-separated) of the birds scoring >= threshold."""
-    det = detections(scores, classes, threshold)
+def audacity_rows(det: pd.DataFrame) -> str:
+    """Audacity label track (start, end, 'species score', tab-separated) of `detections` rows."""
     return "".join(f"{d.start_s:.3f}\t{d.end_s:.3f}\t{d.species} {d.score:.3f}\n" for d in det.itertuples(index=False))
 
 
@@ -259,13 +256,13 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     scores.insert(4, "birds", label_windows(scores, classes, threshold))
     fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
     fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))
-    fileio.write_text(fileio.join(out, "detections.csv"),
-                      detections(scores, classes, threshold).to_csv(index=False, float_format="%.5f"))
-    stems = output_stems(list(scores["file"].unique()))
-    for path, grp in scores.groupby("file", sort=False):
-        fileio.write_text(fileio.join(out, "raven", f"{stems[path]}.selections.txt"),
-                          raven_table(grp, classes, threshold, cfg))
-        fileio.write_text(fileio.join(out, "audacity", f"{stems[path]}.txt"), audacity_labels(grp, classes, threshold))
+    det = detections(scores, classes, threshold)  # once: the CSV and every file's tables come from it
+    fileio.write_text(fileio.join(out, "detections.csv"), det.to_csv(index=False, float_format="%.5f"))
+    per_file = dict(tuple(det.groupby("file", sort=False)))
+    for path, stem in output_stems(list(scores["file"].unique())).items():
+        mine = per_file.get(path, det.iloc[:0])  # a file without detections gets empty tables
+        fileio.write_text(fileio.join(out, "raven", f"{stem}.selections.txt"), raven_rows(mine, cfg))
+        fileio.write_text(fileio.join(out, "audacity", f"{stem}.txt"), audacity_rows(mine))
     summary = {"files": len(files), "predicted": len(results), "resumed": resumed, "quarantined": len(quarantined),
                "windows": int(len(scores)), "windows_with_birds": int((scores["birds"] != NOCALL).sum()),
                "out": out}

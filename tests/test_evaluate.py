@@ -73,16 +73,16 @@ def test_labels_row_ids_and_raven_table():
     df = pd.DataFrame({"start_s": [0.0, 5.0, 10.0], "end_s": [5.0, 10.0, 15.0],
                        "aaa": [0.9, 0.1, 0.6], "bbb": [0.7, 0.2, 0.1], NOCALL: [0.0, 0.7, 0.3]})
     assert predict.label_windows(df, classes, 0.5) == ["aaa bbb", NOCALL, "aaa"]
-    table = predict.raven_table(df, classes, 0.5).splitlines()
+    table = predict.raven_rows(predict.detections(df, classes, 0.5)).splitlines()
     assert table[0].startswith("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)")
     assert [l.split("\t")[7] for l in table[1:]] == ["aaa", "bbb", "aaa"]
     assert table[3].split("\t")[3:5] == ["10.000", "15.000"]
     det = predict.detections(df, classes, 0.5)
     assert det.to_dict("list") == {"start_s": [0.0, 0.0, 10.0], "end_s": [5.0, 5.0, 15.0],
                                    "species": ["aaa", "bbb", "aaa"], "score": [0.9, 0.7, 0.6]}
-    assert predict.audacity_labels(df, classes, 0.5).splitlines() == [
+    assert predict.audacity_rows(predict.detections(df, classes, 0.5)).splitlines() == [
         "0.000\t5.000\taaa 0.900", "0.000\t5.000\tbbb 0.700", "10.000\t15.000\taaa 0.600"]
-    assert predict.audacity_labels(df, classes, 0.95) == "" and len(predict.detections(df, classes, 0.95)) == 0
+    assert predict.audacity_rows(predict.detections(df, classes, 0.95)) == "" and len(predict.detections(df, classes, 0.95)) == 0
     stems = predict.output_stems(["/a/x.ogg", "gs://b/x.wav", "/a/y.flac"])
     assert stems["/a/y.flac"] == "y" and len(set(stems.values())) == 3
     assert all(stems[p].startswith("x-") for p in ("/a/x.ogg", "gs://b/x.wav"))
