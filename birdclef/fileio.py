@@ -45,6 +45,24 @@ def makedirs(path: str) -> None:
     fs.makedirs(p, exist_ok=True)
 
 
+def remove(path: str) -> None:
+    fs, p = _fs(path)
+    fs.rm(p)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a directory and everything in it, if it exists."""
+    fs, p = _fs(path)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
+
+
+def rename(src: str, dst: str) -> None:
+    """Move a file within one filesystem (a rename on local disk, copy + delete on object stores)."""
+    fs, s = _fs(src)
+    fs.mv(s, _fs(dst)[1])
+
+
 def open_file(path: str, mode: str = "rb", **kw):
     """Open a local or remote file (a context manager)."""
     return fsspec.open(str(path), mode, **kw)

@@ -28,9 +28,7 @@ class TransformError(Exception):
 
 def _clean(path: str) -> None:
     """Remove an unfinished stage output (made by birdclef, never user data)."""
-    fs, p = fileio._fs(path)
-    if fs.exists(p):
-        fs.rm(p, recursive=True)
+    fileio.remove_tree(path)
     fileio.makedirs(path)
 
 

@@ -160,8 +160,8 @@ def test_distributed_runners_build_without_submitting(run, runner_args, tmp_path
     stage2_tft.build(p, f"{work}/transform/chunks", f"{work}/transform/pairs/triples.jsonl", str(tmp_path / "tft"),
                      DEFAULT_FEATURES, str(tmp_path / "tmp"))
     labels = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
-    for name in ("DecodeChunkMel", "Writetrain", "WriteQuarantine", "AnalyzeTrainOnly", "TransformChunks",
-                 "TransformWindows", "JoinChunks", "WriteTriplesTest", "WriteChunksVal"):
+    for name in ("DecodeChunkMel", "WriteOutputs", "AnalyzeTrainOnly", "TransformChunks",
+                 "TransformWindows", "JoinChunks", "WriteTriples", "WriteChunks", "WriteWindows"):
         assert any(l == name or l.startswith(name + "/") for l in labels), name
 
 
@@ -325,3 +325,44 @@ def test_stage1_order_deals_equal_audio_to_directrunner_workers():
     loads = [sum(i["seconds"] for i in balanced_order(items, 2)[k::2]) for k in range(2)]
     assert as_listed[0] - as_listed[1] > 10000 and abs(loads[0] - loads[1]) < 20
     assert balanced_order([{"recording_id": "a"}, {"recording_id": "b", "seconds": 2.0}], 2)[0]["recording_id"] == "b"
+
+
+def test_one_sink_writes_every_output_and_publishes_only_finished_bundles(tmp_path):
+    import apache_beam as beam
+    import tensorflow as tf
+
+    from birdclef.pipeline import runner
+    from birdclef.pipeline.shards import TEMP_PREFIX, WriteShards, _finalize
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a-00000-of-00009.tfrecord").write_bytes(b"stale")  # an earlier run's shard
+    (out / "notes.txt").write_text("mine")
+    records = [("a", b"rec%d" % k) for k in range(50)] + [("t", json.dumps({"k": 1})), ("train/chunks", b"x")]
+    suffixes = {"a": ".tfrecord", "t": ".jsonl", "train/chunks": ".tfrecord", "empty": ".tfrecord"}
+    with runner.make_pipeline(["--direct_running_mode=in_memory", "--direct_num_workers=2"]) as p:
+        p | beam.Create(records) | beam.Reshuffle() | WriteShards(str(out), suffixes)
+    shards = sorted(out.glob("a-*.tfrecord"))
+    n = len(shards)
+    assert n == 2  # one per worker's bundle
+    assert [s.name for s in shards] == [f"a-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+    assert sorted(r.numpy() for r in tf.data.TFRecordDataset([str(s) for s in shards])) == sorted(
+        v for d, v in records if d == "a")
+    assert [json.loads(line) for f in out.glob("t-*.jsonl") for line in open(f)] == [{"k": 1}]
+    nested = out / "train" / "chunks-00000-of-00001.tfrecord"
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(nested))] == [b"x"]
+    assert (out / "empty-00000-of-00001.tfrecord").stat().st_size == 0  # declared, no records: still there
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(out.glob(TEMP_PREFIX + "*"))
+
+    # a bundle that failed (and was retried) left a file no finished bundle reported: never published
+    temp = out / (TEMP_PREFIX + "x")
+    temp.mkdir()
+    (temp / "done").write_bytes(b"")
+    (temp / "orphan").write_bytes(b"half")
+    _finalize([("b", str(temp / "done"), 0)], str(out), {"b": ".tfrecord"}, str(temp))
+    assert sorted(f.name for f in out.glob("b-*")) == ["b-00000-of-00001.tfrecord"] and not temp.exists()
+
+    with pytest.raises(Exception, match="undeclared output 'c'"):
+        with runner.make_pipeline(["--direct_running_mode=in_memory"]) as p:
+            p | beam.Create([("c", b"x")]) | WriteShards(str(tmp_path / "other"), {"a": ".tfrecord"})

@@ -29,12 +29,20 @@ QUARANTINE, COUNTS = "quarantine", "counts"
 MEL_BATCH = 32
 
 
-def chunk_tag(split: str) -> str:
-    return f"chunks_{split}"
+def chunk_dest(split: str) -> str:
+    """The output (file prefix under OUT) of a split's chunk records."""
+    return split
 
 
-def window_tag(split: str) -> str:
-    return f"windows_{split}"
+def window_dest(split: str) -> str:
+    """The output of a split's soundscape window records."""
+    return f"windows-{split}"
+
+
+def outputs() -> dict[str, str]:
+    """Every output of stage 1: file prefix -> suffix."""
+    return {**{chunk_dest(s): ".tfrecord" for s in SPLITS}, **{window_dest(s): ".tfrecord" for s in SPLITS},
+            QUARANTINE: ".jsonl", COUNTS: ".jsonl"}
 
 
 class Progress:
@@ -72,6 +80,9 @@ class Progress:
 
 
 class ChunkRecording(beam.DoFn):
+    """A work item -> (output, record) pairs: its chunk or window records, then one counts line;
+    or one quarantine line if the recording is unusable."""
+
     def __init__(self, audio_cfg: AudioConfig, feature_cfg: FeatureConfig, progress: Progress | None = None):
         self.acfg, self.fcfg = audio_cfg, feature_cfg
         self.progress = progress
@@ -112,7 +123,7 @@ class ChunkRecording(beam.DoFn):
             else:
                 chunks = stream_chunks(audio.stream(item["path"], self.acfg), self.fcfg)
                 labels = " ".join([item["label"], *item.get("secondary", [])])
-                outputs = [beam.pvalue.TaggedOutput(chunk_tag(item["split"]), chunk_example(
+                outputs = [(chunk_dest(item["split"]), chunk_example(
                     item["recording_id"], item["label"], labels, item["split"], i, mel))
                     for i, mel in enumerate(self._mels(chunks))]
                 n = len(outputs)
@@ -120,18 +131,18 @@ class ChunkRecording(beam.DoFn):
             beam.metrics.Metrics.counter("birdclef", "quarantined").inc()
             if self.progress is not None:
                 self.progress.add(0.0)
-            yield beam.pvalue.TaggedOutput(QUARANTINE, json.dumps(
-                {**e.to_dict(), "recording_id": item["recording_id"], "stage": "transform:stage1"}))
+            yield QUARANTINE, json.dumps(
+                {**e.to_dict(), "recording_id": item["recording_id"], "stage": "transform:stage1"})
             return
         if item["kind"] == "soundscape":
-            n = sum(1 for o in outputs if o.tag.startswith("windows_"))
+            n = sum(1 for dest, _ in outputs if dest == window_dest(item["split"]))
         if self.progress is not None:
             self.progress.add(item.get("seconds") or n * self.fcfg.hop_s)
         beam.metrics.Metrics.counter("birdclef", "chunks").inc(n)
         yield from outputs
-        yield beam.pvalue.TaggedOutput(COUNTS, json.dumps({
+        yield COUNTS, json.dumps({
             "recording_id": item["recording_id"], "split": item["split"], "label": item["label"],
-            "kind": item["kind"], "n_chunks": n, "path": item["path"]}))
+            "kind": item["kind"], "n_chunks": n, "path": item["path"]})
 
     def _soundscape(self, item):
         from birdclef import audio
@@ -148,10 +159,10 @@ class ChunkRecording(beam.DoFn):
             for mel in self._mels(zip(chunk_starts(win, self.fcfg), cut_chunks(window, self.fcfg))):
                 ex = chunk_example(item["recording_id"], NOCALL if birds == NOCALL else birds.split()[0],
                                    birds, item["split"], index, mel, row_id=row_id)
-                yield beam.pvalue.TaggedOutput(window_tag(item["split"]), ex)
+                yield window_dest(item["split"]), ex
                 if birds == NOCALL:  # nocall windows also train the bird-vs-not head
-                    yield beam.pvalue.TaggedOutput(chunk_tag(item["split"]), chunk_example(
-                        item["recording_id"], NOCALL, NOCALL, item["split"], index, mel, row_id=row_id))
+                    yield chunk_dest(item["split"]), chunk_example(
+                        item["recording_id"], NOCALL, NOCALL, item["split"], index, mel, row_id=row_id)
                 index += 1
 
 
@@ -175,23 +186,15 @@ def build(pipeline, items: list[dict], out: str, audio_cfg: AudioConfig, feature
     """Add stage 1 to a Beam pipeline; `items` are dicts made by `work_items`."""
     from apache_beam.options.pipeline_options import DirectOptions
 
-    from birdclef import fileio
+    from birdclef.pipeline.shards import WriteShards
 
     workers = pipeline.options.view_as(DirectOptions).direct_num_workers or 1
-    tags = [QUARANTINE, COUNTS] + [chunk_tag(s) for s in SPLITS] + [window_tag(s) for s in SPLITS]
-    res = (pipeline
-           | "Recordings" >> beam.Create(balanced_order(items, workers), reshuffle=False)
-           | "Spread" >> beam.Reshuffle()
-           | "DecodeChunkMel" >> beam.ParDo(ChunkRecording(audio_cfg, feature_cfg, Progress(
-               len(items), sum(i.get("seconds", 0.0) for i in items)))).with_outputs(*tags))
-    for s in SPLITS:
-        res[chunk_tag(s)] | f"Write{s}" >> beam.io.WriteToTFRecord(
-            fileio.join(out, s), file_name_suffix=".tfrecord")
-        res[window_tag(s)] | f"WriteWindows{s}" >> beam.io.WriteToTFRecord(
-            fileio.join(out, f"windows-{s}"), file_name_suffix=".tfrecord")
-    res[QUARANTINE] | "WriteQuarantine" >> beam.io.WriteToText(fileio.join(out, "quarantine"), ".jsonl")
-    res[COUNTS] | "WriteCounts" >> beam.io.WriteToText(fileio.join(out, "counts"), ".jsonl")
-    return res
+    return (pipeline
+            | "Recordings" >> beam.Create(balanced_order(items, workers), reshuffle=False)
+            | "Spread" >> beam.Reshuffle()
+            | "DecodeChunkMel" >> beam.ParDo(ChunkRecording(audio_cfg, feature_cfg, Progress(
+                len(items), sum(i.get("seconds", 0.0) for i in items))))
+            | "WriteOutputs" >> WriteShards(out, outputs()))
 
 
 def work_items(pre_dir: str, data_dir: str) -> list[dict]:

@@ -95,7 +95,7 @@ def _assemble(kv):
     (_, split), parts = kv
     parts = dict(parts)
     if set(parts) == {"anchor", "positive", "negative"}:
-        yield split, triple_example(parts["anchor"], parts["positive"], parts["negative"])
+        yield f"{split}/triples", triple_example(parts["anchor"], parts["positive"], parts["negative"])
     else:
         beam.metrics.Metrics.counter("birdclef", "incomplete_triples").inc()
 
@@ -108,6 +108,8 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.public import tfxio
+
+    from birdclef.pipeline.shards import WriteShards
 
     schema = raw_schema(cfg)
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema), fileio.join(out, "metadata"))
@@ -125,8 +127,9 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
         transform_fn = train | "AnalyzeTrainOnly" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(cfg))
         transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
 
-        # One TransformDataset per kind over all splits, then routed by split: Beam's cost per
-        # transform and bundle is fixed, so fewer transforms is faster on any input size.
+        # One TransformDataset per kind over all splits, and one sink per kind, routed by split:
+        # Beam's cost per transform and bundle is fixed, so fewer transforms is faster on any input
+        # size. Not one sink for all kinds: flattening their inputs copies every record once more.
         for kind, prefix in (("chunks", ""), ("windows", "windows-")):
             splits = [s for s in SPLITS if _has_records(fileio.join(chunks_dir, f"{prefix}{s}-*.tfrecord"))]
             if not splits:
@@ -136,8 +139,8 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
             data, _ = ((raw, transform_fn)
                        | f"Transform{name}" >> tft_beam.TransformDataset(output_record_batches=True))
             chunks = data | f"As{name}" >> beam.FlatMap(_chunks_of)
-            encoded = chunks | f"Encode{name}" >> beam.Map(lambda c: (c["split"], _encode_chunk(c)))
-            _write_per_split(encoded, splits, out, kind)
+            (chunks | f"Encode{name}" >> beam.Map(lambda c, kind=kind: (f"{c['split']}/{kind}", _encode_chunk(c)))
+             | f"Write{name}" >> WriteShards(out, {f"{s}/{kind}": ".tfrecord" for s in splits}))
             if kind != "chunks":
                 continue
             triples = (pipeline | "ReadTriples" >> beam.io.ReadFromText(triples_path)
@@ -149,17 +152,7 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
                          | "Route" >> beam.FlatMap(_route)
                          | "ByTriple" >> beam.GroupByKey()
                          | "Assemble" >> beam.FlatMap(_assemble))
-            _write_per_split(assembled, splits, out, "triples")
-
-
-def _write_per_split(keyed, splits: list[str], out: str, kind: str) -> None:
-    """(split, serialised record) -> OUT/<split>/<kind>-*.tfrecord for each of `splits`."""
-    parts = keyed | f"Split{kind.title()}" >> beam.Partition(lambda kv, n, s=tuple(splits): s.index(kv[0]),
-                                                             len(splits))
-    for split, part in zip(splits, parts):
-        (part | f"Values{kind.title()}{split.title()}" >> beam.Values()
-         | f"Write{kind.title()}{split.title()}" >> beam.io.WriteToTFRecord(fileio.join(out, split, kind),
-                                                                           file_name_suffix=".tfrecord"))
+            assembled | "WriteTriples" >> WriteShards(out, {f"{s}/triples": ".tfrecord" for s in splits})
 
 
 def fitted_normalisation(tft_dir: str, cfg: FeatureConfig):
