@@ -6,9 +6,10 @@ length (chunked by `chunk_tf`'s rule, log-mels by `logmel_wave_tf`) returns
   scores         [chunks, C]   class probabilities (softmax; classes in `labels`)
   chunk_start_s  [chunks]      where each chunk starts, seconds
 and signature `labels()` returns the class names. Chunking, the log-mel
-(`birdclef.features.logmel_tf`) and the per-band normalisation fitted by TF
-Transform on the train split (as constants read back from transform_fn) are
-inside, so it loads and runs with plain TensorFlow:
+(`birdclef.features.logmel_tf`), the per-band normalisation fitted by TF
+Transform on the train split (as constants read back from transform_fn) and the
+records' float16 rounding (`records.stored_precision_tf`) are inside, so it loads
+and runs with plain TensorFlow:
 
     m = tf.saved_model.load(path)
     out = m.signatures["serving_default"](waveform=tf.constant(audio_32k_mono))
@@ -25,6 +26,7 @@ def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig
     import tensorflow as tf
 
     from birdclef.features import logmel_wave_tf
+    from birdclef.pipeline.records import stored_precision_tf
     from birdclef.pipeline.stage2_tft import fitted_normalisation
 
     mean, std = fitted_normalisation(tft_dir, cfg)
@@ -40,7 +42,8 @@ def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
         def serve(self, waveform):
             mel, starts = logmel_wave_tf(waveform, cfg)  # = logmel_tf of chunk_tf's chunks (tested)
-            mel = (mel - self.mean) / self.std
+            # rounded where the pipeline stores mels: after the log-mel (stage 1) and after normalising (stage 2)
+            mel = stored_precision_tf((stored_precision_tf(mel) - self.mean) / self.std)
             out = self.model(mel, training=False)
             return {"embedding": out["embedding"], "scores": tf.nn.softmax(out["logits"], -1),
                     "chunk_start_s": tf.cast(starts, tf.float32) / float(cfg.sample_rate)}

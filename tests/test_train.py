@@ -9,6 +9,7 @@ import pytest
 
 from birdclef import features, models, preprocess, train, transform
 from birdclef.data import synth
+from birdclef.pipeline import records
 
 
 @pytest.fixture(scope="module")
@@ -196,8 +197,8 @@ def test_export_runs_without_birdclef_and_matches_training_model(work, tmp_path)
     n = len(mel)
     raw = {k: tf.constant([""] * n) for k in ("recording_id", "label", "labels", "split", "row_id")}
     raw["chunk_index"] = tf.zeros([n], tf.int64)
-    raw["mel"] = tf.constant([m.astype("<f4").tobytes() for m in mel])
-    normed = tf_out.transform_raw_features(raw)["mel"]
+    raw["mel"] = tf.constant([m.astype(records.MEL_DTYPE).tobytes() for m in mel])  # as stage 1 stores it
+    normed = records.stored_precision_tf(tf_out.transform_raw_features(raw)["mel"])  # as stage 2 stores it
     model = models.build(cfg.model, mel_shape(), cfg.embedding_dim, len(metrics["classes"]))
     model.load_weights(f"{ckpt}/best/weights")
     expected = model(normed, training=False)["embedding"].numpy()

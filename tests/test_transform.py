@@ -73,9 +73,9 @@ def test_normalisation_fitted_on_train_split_only(run):
     tf_out = tft.TFTransformOutput(f"{work}/transform/tft")
     probe = {k: tf.constant([""]) for k in ("recording_id", "label", "labels", "split", "row_id")}
     probe["chunk_index"] = tf.constant([0], tf.int64)
-    probe["mel"] = tf.constant([np.zeros((200, 128), "<f4").tobytes()])
+    probe["mel"] = tf.constant([np.zeros((200, 128), records.MEL_DTYPE).tobytes()])
     zero = tf_out.transform_raw_features(probe)["mel"].numpy()[0, 0]
-    probe["mel"] = tf.constant([np.ones((200, 128), "<f4").tobytes()])
+    probe["mel"] = tf.constant([np.ones((200, 128), records.MEL_DTYPE).tobytes()])
     one = tf_out.transform_raw_features(probe)["mel"].numpy()[0, 0]
     scale = 1.0 / (one - zero)           # = sqrt(var + eps)
     offset = -zero * scale               # = mean
@@ -265,7 +265,8 @@ def test_hand_encoded_examples_parse_to_what_tensorflow_would_have_written():
              "chunk_index": 300, "row_id": "", "mel": mel}
     ref = tf.train.Example(features=tf.train.Features(feature={
         k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])) if isinstance(v, int) else
-        tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.tobytes() if isinstance(v, np.ndarray) else v.encode()]))
+        tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[v.astype(records.MEL_DTYPE).tobytes() if isinstance(v, np.ndarray) else v.encode()]))
         for k, v in feats.items()}))
     got = records.chunk_example(**feats)
     assert tf.train.Example.FromString(got) == ref
@@ -273,13 +274,17 @@ def test_hand_encoded_examples_parse_to_what_tensorflow_would_have_written():
         features=tf.train.Features(feature={"i": tf.train.Feature(int64_list=tf.train.Int64List(value=[-5])),
                                              "b": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\x00\xff"]))}))
     parsed = records.parse_batch(tf.constant([got]), records.chunk_feature_spec())
-    np.testing.assert_array_equal(parsed["mel"].numpy()[0], mel)
+    stored = mel.astype(np.float16).astype(np.float32)  # float16 precision, as the records store it
+    assert np.abs(stored - mel).max() > 0 and np.abs(stored - mel).max() <= np.abs(mel).max() * 2 ** -11
+    np.testing.assert_array_equal(parsed["mel"].numpy()[0], stored)
+    np.testing.assert_array_equal(records.stored_precision_tf(tf.constant(mel)).numpy(), stored)
     assert parsed["chunk_index"].numpy()[0] == 300 and parsed["labels"].numpy()[0].decode() == "caltow bewwre é"
     anchor = {"mel": mel, "label": "a", "recording_id": "a/1.ogg", "chunk_index": 2}
     triple = tf.io.parse_single_example(records.triple_example(
-        anchor, {"mel": mel.tobytes()}, {"mel": mel, "label": NOCALL}), records.triple_feature_spec())
+        anchor, {"mel": mel.astype(records.MEL_DTYPE).tobytes()}, {"mel": mel, "label": NOCALL}),
+        records.triple_feature_spec())
     assert triple["negative_label"].numpy().decode() == NOCALL and triple["anchor_chunk"].numpy() == 2
-    assert triple["positive_mel"].numpy() == mel.tobytes()
+    assert triple["positive_mel"].numpy() == triple["anchor_mel"].numpy() == mel.astype(records.MEL_DTYPE).tobytes()
 
 
 def test_direct_runner_never_tries_prism_so_runs_do_not_depend_on_the_network(tmp_path, monkeypatch):

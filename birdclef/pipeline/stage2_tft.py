@@ -52,14 +52,16 @@ def raw_schema(cfg: FeatureConfig):
 
 
 def _chunks_of(batch) -> list[dict]:
-    """TransformDataset output (record batch, passthrough) -> chunk dicts, mel as float32 bytes.
+    """TransformDataset output (record batch, passthrough) -> chunk dicts, mel as MEL_DTYPE bytes.
 
     Works on whole Arrow columns: per-row Python conversion of instance dicts cost
     about 2 ms per chunk."""
+    from birdclef.pipeline.records import MEL_DTYPE
+
     rb, _ = batch
     n = rb.num_rows
     cols = {name: rb.column(i).flatten() for i, name in enumerate(rb.schema.names)}
-    mel = cols["mel"].to_numpy(zero_copy_only=False).astype("<f4", copy=False).reshape(n, -1)
+    mel = cols["mel"].to_numpy(zero_copy_only=False).astype(MEL_DTYPE).reshape(n, -1)
     strings = {k: [v.decode() for v in cols[k].to_pylist()] for k in ("recording_id", "label", "labels", "split",
                                                                          "row_id")}
     index = cols["chunk_index"].to_numpy(zero_copy_only=False)
@@ -164,13 +166,14 @@ def fitted_normalisation(tft_dir: str, cfg: FeatureConfig):
     import tensorflow_transform as tft
 
     from birdclef.features import mel_shape
+    from birdclef.pipeline.records import MEL_DTYPE
 
     out = tft.TFTransformOutput(tft_dir)
     probe = {k: tf.constant([""]) for k in ("recording_id", "label", "labels", "split", "row_id")}
     probe["chunk_index"] = tf.constant([0], tf.int64)
     values = []
     for v in (0.0, 1.0):
-        probe["mel"] = tf.constant([np.full(mel_shape(cfg), v, "<f4").tobytes()])
+        probe["mel"] = tf.constant([np.full(mel_shape(cfg), v, MEL_DTYPE).tobytes()])
         values.append(out.transform_raw_features(probe)["mel"].numpy()[0, 0].astype(np.float64))
     std = 1.0 / (values[1] - values[0])
     mean = -values[0] * std
