@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "builds anchor/positive/negative chunk triples; stage 2 fits the normalisation on "
                                    "the train split with TF Transform and writes TFRecords per split. Any other flag "
                                    "is a Beam pipeline option (--runner DataflowRunner --project P --region R "
-                                   "--temp_location gs://... --setup_file ./setup.py, --direct_num_workers N, ...).")
+                                   "--temp_location gs://... --setup_file ./setup.py --requirements_file "
+                                   "worker-requirements.txt, --direct_num_workers N, ...).")
     p.add_argument("--work-dir", required=True, help="work directory holding preprocess/ (local or gs://)")
     p.set_defaults(func=cmd_transform, beam_args=[])
 

@@ -130,7 +130,8 @@ def test_rerun_skips_resumes_and_refuses(run, capsys):
 
 @pytest.mark.parametrize("runner_args", [
     ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1",
-     "--temp_location=gs://my-bucket/tmp", "--setup_file=./setup.py", "--machine_type=n2-standard-4", "--no_auth"],
+     "--temp_location=gs://my-bucket/tmp", "--setup_file=./setup.py", "--requirements_file=worker-requirements.txt",
+     "--machine_type=n2-standard-4", "--no_auth"],
     ["--runner=FlinkRunner", "--flink_master=localhost:8081"],
     ["--runner=SparkRunner", "--spark_master_url=spark://localhost:7077"],
 ])
@@ -249,6 +250,15 @@ def test_dataflow_without_project_is_refused_before_submitting():
     problems = runner.check_remote_options(runner.pipeline_options(["--runner=DataflowRunner"]))
     assert any("--project" in p for p in problems) and any("--temp_location" in p for p in problems)
     assert any("--setup_file" in p for p in problems)
+    assert any("--requirements_file worker-requirements.txt" in p for p in problems)
+    packaged = runner.check_remote_options(runner.pipeline_options(
+        ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/t",
+         "--setup_file=./setup.py"]))
+    assert len(packaged) == 1 and "gcsfs" in packaged[0]  # birdclef alone cannot read gs:// on the workers
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wanted = [line.split(">")[0] for line in open(os.path.join(repo, "worker-requirements.txt"))
+              if line.strip() and not line.startswith("#")]
+    assert wanted == ["gcsfs"]
     dask = runner.check_remote_options(runner.pipeline_options(
         ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"]))
     assert len(dask) == 1 and "DaskRunner is refused" in dask[0]

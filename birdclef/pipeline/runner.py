@@ -134,7 +134,12 @@ def check_remote_options(options) -> list[str]:
                 problems.append(f"DataflowRunner needs --{name}")
         setup = options.view_as(SetupOptions)
         image = getattr(options.view_as(WorkerOptions), "sdk_container_image", None)
-        if not (setup.setup_file or setup.requirements_file or setup.extra_packages or image):
+        if not (setup.setup_file or setup.extra_packages or image):
             problems.append("DataflowRunner workers need birdclef: pass --setup_file ./setup.py "
                             "(from a checkout) or --extra_package dist/birdclef-*.tar.gz")
+        if not (setup.requirements_file or image):
+            # birdclef's package installs no fsspec backend; Dataflow data lives on gs://
+            problems.append("DataflowRunner workers read gs:// through gcsfs, which birdclef's package does not "
+                            "install: pass --requirements_file worker-requirements.txt (from a checkout), or "
+                            "--sdk_container_image with birdclef[gcs] installed")
     return problems
