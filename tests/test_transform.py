@@ -373,10 +373,17 @@ def test_one_sink_writes_every_output_and_publishes_only_finished_bundles(tmp_pa
     # a bundle that failed (and was retried) left a file no finished bundle reported: never published
     temp = out / (TEMP_PREFIX + "x")
     temp.mkdir()
-    (temp / "done").write_bytes(b"")
     (temp / "orphan").write_bytes(b"half")
-    _finalize([("b", str(temp / "done"), 0)], str(out), {"b": ".tfrecord"}, str(temp))
+    (temp / "done").write_bytes(b"new")
+    (out / "b-00000-of-00001.tfrecord").write_bytes(b"an earlier run's")  # same name: replaced
+    (out / "b-00001-of-00002.tfrecord").write_bytes(b"an earlier run's")  # other name: deleted
+    written = [("b", str(temp / "done"), 1)]
+    _finalize(written, str(out), {"b": ".tfrecord"}, str(temp))
     assert sorted(f.name for f in out.glob("b-*")) == ["b-00000-of-00001.tfrecord"] and not temp.exists()
+    _finalize(written, str(out), {"b": ".tfrecord"}, str(temp))  # run again by the runner: nothing lost
+    assert (out / "b-00000-of-00001.tfrecord").read_bytes() == b"new"
+    with pytest.raises(FileNotFoundError, match="gone"):
+        _finalize([("c", str(temp / "lost"), 1)], str(out), {"c": ".tfrecord"}, str(temp))
 
     with pytest.raises(Exception, match="undeclared output 'c'"):
         with runner.make_pipeline(["--direct_running_mode=in_memory"]) as p:

@@ -71,22 +71,31 @@ class _WriteBundles(beam.DoFn):
 
 
 def _finalize(written: list, out: str, suffixes: dict[str, str], temp_dir: str) -> list[str]:
-    """Publish the files of completed bundles under their shard names; an empty shard for an empty output."""
+    """Publish the files of completed bundles under their shard names; an empty shard for an empty output.
+
+    Idempotent, as a runner may run it again after a failure: a file already moved is not moved
+    again, and files of this run's names are never deleted as stale."""
     by_dest: dict[str, list[str]] = {d: [] for d in suffixes}
     for dest, path, _ in written:
         by_dest[dest].append(path)
     published = []
     for dest, paths in sorted(by_dest.items()):
         suffix = suffixes[dest]
-        for stale in fileio.glob(fileio.join(out, f"{dest}-?????-of-?????{suffix}")):  # an earlier, other run's
-            fileio.remove(stale)
         n = max(len(paths), 1)
         targets = [fileio.join(out, SHARD.format(dest=dest, i=i, n=n, suffix=suffix)) for i in range(n)]
+        names = {fileio.basename(t) for t in targets}
+        for stale in fileio.glob(fileio.join(out, f"{dest}-?????-of-?????{suffix}")):  # an earlier, other run's
+            if fileio.basename(stale) not in names:
+                fileio.remove(stale)
         fileio.makedirs(fileio.dirname(targets[0]))
         if not paths:
             fileio.write_bytes(targets[0], b"")
         for src, dst in zip(sorted(paths), targets):
-            fileio.rename(src, dst)
+            if fileio.exists(src):
+                fileio.rename(src, dst)
+            elif not fileio.exists(dst):
+                raise FileNotFoundError(f"{src}: a finished bundle's file is gone before it was published as "
+                                        f"{dst}; fix: rerun (the stage starts again from a clean output)")
         published += targets
     fileio.remove_tree(temp_dir)
     return published
