@@ -175,14 +175,24 @@ class Data:
         """Examples of a split after the selection, from the transform's bookkeeping (no mel is read).
 
         Chunks count the selected recordings' chunks plus the nocall chunks of the split's soundscapes."""
-        chunks_dir = fileio.join(self.cfg.data_path, "transform", "chunks")
         pairs_dir = fileio.join(self.cfg.data_path, "transform", "pairs")
         if kind == "triples":
             return sum(t["split"] == split and t["anchor"][0] in self.allowed
                        for t in fileio.read_jsonl(fileio.join(pairs_dir, "triples.jsonl")))
-        n = sum(c["n_chunks"] for c in fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl"))
-                if c["split"] == split and c["recording_id"] in self.allowed)
-        return n + self._soundscape_nocall_chunks(split)
+        return int(self.class_counts(split).sum())
+
+    def class_counts(self, split: str) -> np.ndarray:
+        """Chunks per class (in `classes` order) of a split after the selection, from the transform's
+        bookkeeping (no mel is read): the selected recordings' chunks under their label, plus the
+        nocall chunks of the split's soundscapes."""
+        chunks_dir = fileio.join(self.cfg.data_path, "transform", "chunks")
+        index = {c: i for i, c in enumerate(self.classes)}
+        n = np.zeros(len(self.classes), np.int64)
+        for c in fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl")):
+            if c["split"] == split and c["recording_id"] in self.allowed and c["label"] in index:
+                n[index[c["label"]]] += c["n_chunks"]
+        n[index[NOCALL]] += self._soundscape_nocall_chunks(split)
+        return n
 
     def _soundscape_nocall_chunks(self, split: str) -> int:
         sc_csv = fileio.join(self.cfg.data_path, "preprocess", "soundscapes.csv")
@@ -209,21 +219,39 @@ class Data:
             n = self.count("train", "triples")
             ds = ds.shuffle(min(n, 4096), seed=self.cfg.seed, reshuffle_each_iteration=True).repeat()
         else:
-            ds = self.chunks("train")
-            n = self.count("train", "chunks")
-            # class-balanced batches: sample every class equally often
-            per_class = [ds.filter(lambda x, y, c=c: tf.equal(y, c)).repeat().shuffle(512, seed=self.cfg.seed + c)
-                         for c in range(len(self.classes)) if self._has_class(c)]
-            ds = tf.data.Dataset.sample_from_datasets(per_class, seed=self.cfg.seed, stop_on_empty_dataset=False)
+            counts = self.class_counts("train")
+            n = int(counts.sum())
+            ds = balanced(self.chunks("train").repeat(), counts, self.cfg.seed).shuffle(BALANCED_SHUFFLE,
+                                                                                      seed=self.cfg.seed)
         if n == 0:
             raise TrainError("the training split is empty after --data_percent selection")
         steps = self.cfg.steps_per_epoch or max(1, n // b)
         return ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
 
-    def _has_class(self, c: int) -> bool:
-        name = self.classes[c]
-        return bool(((self.rec["label"] == name) & (self.rec["split"] == "train")
-                     & self.rec["recording_id"].isin(self.allowed)).any())
+
+
+BALANCED_SHUFFLE = 2048  # chunks (about 100 KB each as float32) mixed after class balancing
+
+
+def balanced(ds, counts: np.ndarray, seed: int):
+    """(mel, class) examples -> every class with chunks equally often, in one pass over the data.
+
+    Rejection sampling: a chunk of class c is kept with probability min(counts) / counts[c] (over
+    classes with chunks), so each read chunk is decoded once; the data is read 1 / (classes x the
+    rarest class's share) times per example. Sampling from one filtered copy of the data per class
+    read all of it once per class (7x on the demo, ~400x on BirdCLEF's species) and held a shuffle
+    buffer per class (512 chunks, ~50 MB each)."""
+    import tensorflow as tf
+
+    present = counts > 0
+    if not present.any():
+        return ds
+    keep = np.where(present, counts[present].min() / np.maximum(counts, 1), 0.0).astype(np.float32)
+    keep_t = tf.constant(np.concatenate([[0.0], keep]).astype(np.float32))  # class -1 (unknown): never
+    coins = tf.data.Dataset.random(seed=seed).map(lambda r: tf.cast(r % (1 << 24), tf.float32) / float(1 << 24))
+    return (tf.data.Dataset.zip((ds, coins))
+            .filter(lambda xy, u: u < tf.gather(keep_t, tf.cast(xy[1], tf.int32) + 1))
+            .map(lambda xy, u: xy))
 
 
 # ---------------------------------------------------------------- losses

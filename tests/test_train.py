@@ -317,3 +317,21 @@ def test_embedding_traces_the_model_once_for_every_call_and_batch_size():
     del model
     gc.collect()
     assert gone() is None, "the cached inference function kept its model alive"
+
+
+def test_class_balanced_sampling_reads_the_data_once_and_evens_the_classes():
+    import tensorflow as tf
+
+    # 150 chunks in recording order: class 0 x100, class 1 x10, class 3 x40, and 5 of an unknown label (-1)
+    y = np.array([0] * 100 + [1] * 10 + [-1] * 5 + [3] * 40, np.int64)
+    counts = np.array([100, 10, 0, 40])
+    src = tf.data.Dataset.from_tensor_slices((np.arange(len(y)), y)).repeat()
+    out = list(train.balanced(src, counts, seed=0).take(3000).as_numpy_iterator())
+    xs, ys = np.array([x for x, _ in out]), np.array([c for _, c in out])
+    freq = np.bincount(ys, minlength=4) / len(ys)
+    assert freq[2] == 0 and (ys >= 0).all()        # no chunks, no examples; unknown labels dropped
+    np.testing.assert_allclose(freq[[0, 1, 3]], 1 / 3, atol=0.03)
+    # one pass over the data in its order (a copy per class would interleave several passes):
+    # positions only go forward until the data starts again
+    assert (np.diff(xs) < 0).sum() <= 3000 * 5 / 150 + 5  # wraps: one per pass (~5 chunks read per example)
+    assert train.balanced(src, np.zeros(4), seed=0) is src  # nothing to balance
