@@ -74,7 +74,7 @@ def full_pipeline(batch: int, steps: int, tmp: str) -> float:
     cfg = train.TrainConfig(data_path=work, ckpt_dir=os.path.join(tmp, "ck"), batch_size=batch)
     d = train.Data(cfg)
     ds, _ = d.train_dataset()
-    for _ in ds.take(1):  # fill the cache once, as the first epoch does
+    for _ in ds.take(1):  # build the pipeline and open the files once, before timing
         pass
     d.count("train", "chunks")
     model = models.build("dilated_cnn", features.mel_shape(), 128, len(d.classes))
