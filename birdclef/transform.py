@@ -18,7 +18,7 @@ import pandas as pd
 
 from birdclef import fileio, stages
 from birdclef.config import DEFAULT_FEATURES, AudioConfig, FeatureConfig
-from birdclef.pipeline.runner import shuffle_bound_args, stage1_args
+from birdclef.pipeline import runner
 from birdclef.preprocess import out_dir as preprocess_dir
 
 
@@ -62,7 +62,7 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
     else:
         _clean(chunks_dir)
         items = stage1_chunks.work_items(pre, pre_params["data_dir"])
-        args, how = stage1_args(beam_args, sum(i["seconds"] for i in items))
+        args, how = runner.stage1_args(beam_args, sum(i["seconds"] for i in items))
         log(f"transform: stage 1: decoding {len(items)} recordings and soundscapes into {chunks_dir}; {how}")
         t0 = time.perf_counter()
         _run_pipeline(lambda p: stage1_chunks.build(p, items, chunks_dir, acfg, feature_cfg), args)
@@ -83,13 +83,19 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
         log(f"transform: stage 2 already complete in {tft_dir}")
     else:
         _clean(tft_dir)
+        stage2_args = runner.shuffle_bound_args(beam_args)
+        if runner.is_direct(stage2_args):
+            n_chunks = sum(c["n_chunks"] for c in fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl")))
+            warning = runner.stage2_memory_warning(n_chunks, runner.available_memory_mb())
+            if warning:
+                log(f"transform: {warning}")
         log(f"transform: stage 2: fitting normalisation on train, writing TFRecords to {tft_dir}")
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="birdclef-tft-") as tmp:
             temp_dir = tmp if not fileio.is_remote(tft_dir) else fileio.join(root, "tmp")
             _run_pipeline(lambda p: stage2_tft.build(
                 p, chunks_dir, fileio.join(pairs_dir, "triples.jsonl"), tft_dir, feature_cfg, temp_dir),
-                          shuffle_bound_args(beam_args))
+                          stage2_args)
         log(f"transform: stage 2 took {time.perf_counter() - t0:.1f} s")
         stages.mark_done(tft_dir, {**params, "part": "stage2"}, "transform stage 2")
 

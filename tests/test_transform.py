@@ -388,3 +388,16 @@ def test_one_sink_writes_every_output_and_publishes_only_finished_bundles(tmp_pa
     with pytest.raises(Exception, match="undeclared output 'c'"):
         with runner.make_pipeline(["--direct_running_mode=in_memory"]) as p:
             p | beam.Create([("c", b"x")]) | WriteShards(str(tmp_path / "other"), {"a": ".tfrecord"})
+
+
+def test_stage2_warns_before_it_would_outgrow_memory_on_direct_runner():
+    from birdclef.pipeline import runner
+
+    assert runner.stage2_memory_warning(2033, 24 * 1024.0) is None       # measured 2.5 GB: fits
+    warning = runner.stage2_memory_warning(36000, 16 * 1024.0)             # ~10 h of audio on 16 GB
+    assert "34.4 GB" in warning and "16.0 GB is available" in warning and "--runner FlinkRunner" in warning
+    assert runner.stage2_memory_warning(10 ** 9, None) is None             # unknown: no guess
+    available = runner.available_memory_mb()
+    assert available is None or 0 < available < 2 ** 30
+    assert runner.is_direct([]) and runner.is_direct(["--runner=DirectRunner"])
+    assert not runner.is_direct(["--runner", "DataflowRunner"])
