@@ -98,6 +98,23 @@ def test_triples_and_windows(run):
         assert (batch["anchor_label"].numpy() != batch["negative_label"].numpy()).all()
         n += len(a)
     assert n == m["triples_per_split"]["train"]
+    # each triple holds exactly the normalised chunks its pairing names
+    mel = {}
+    for split in ("train", "val", "test"):
+        for b in records.chunks_dataset(work, split, batch_size=256):
+            for rid, idx, x in zip(b["recording_id"].numpy(), b["chunk_index"].numpy(), b["mel"].numpy()):
+                mel[(rid.decode(), int(idx))] = x
+    by_anchor = {tuple(t["anchor"]): t for t in pairs}
+    assert len(by_anchor) == len(pairs)
+    checked = 0
+    for split in ("train", "val"):
+        for b in records.triples_dataset(work, split, batch_size=256):
+            for k, (rid, idx) in enumerate(zip(b["anchor_id"].numpy(), b["anchor_chunk"].numpy())):
+                t = by_anchor[(rid.decode(), int(idx))]
+                for role in ("anchor", "positive", "negative"):
+                    np.testing.assert_array_equal(b[f"{role}_mel"].numpy()[k], mel[tuple(t[role])])
+                checked += 1
+    assert checked >= m["triples_per_split"]["train"] + m["triples_per_split"].get("val", 0)
     rows = collections.Counter()
     for split in ("train", "val", "test"):
         try:
@@ -393,9 +410,9 @@ def test_one_sink_writes_every_output_and_publishes_only_finished_bundles(tmp_pa
 def test_stage2_warns_before_it_would_outgrow_memory_on_direct_runner():
     from birdclef.pipeline import runner
 
-    assert runner.stage2_memory_warning(2033, 24 * 1024.0) is None       # measured 2.5 GB: fits
-    warning = runner.stage2_memory_warning(36000, 16 * 1024.0)             # ~10 h of audio on 16 GB
-    assert "34.4 GB" in warning and "16.0 GB is available" in warning and "--runner FlinkRunner" in warning
+    assert runner.stage2_memory_warning(4031, 4 * 1024.0) is None        # measured 2.0 GB: fits
+    warning = runner.stage2_memory_warning(180000, 24 * 1024.0)            # ~50 h of audio on 24 GB
+    assert "45.0 GB" in warning and "24.0 GB is available" in warning and "--runner FlinkRunner" in warning
     assert runner.stage2_memory_warning(10 ** 9, None) is None             # unknown: no guess
     available = runner.available_memory_mb()
     assert available is None or 0 < available < 2 ** 30

@@ -117,6 +117,23 @@ def stored_precision_tf(x):
     return tf.cast(tf.cast(x, tf.float16), tf.float32)
 
 
+def parse_chunk(serialised: bytes) -> dict:
+    """A serialised chunk record -> {recording_id, label, labels, split, row_id, chunk_index, mel (bytes)}."""
+    from tensorflow.core.example import example_pb2
+
+    f = example_pb2.Example.FromString(serialised).features.feature
+    out = {k: f[k].bytes_list.value[0].decode() for k in STRING_FEATURES}
+    out["chunk_index"] = int(f["chunk_index"].int64_list.value[0])
+    out["mel"] = f["mel"].bytes_list.value[0]
+    return out
+
+
+def parse_chunk_key(serialised: bytes) -> tuple[str, int]:
+    """(recording_id, chunk_index) of a serialised chunk record."""
+    c = parse_chunk(serialised)
+    return c["recording_id"], c["chunk_index"]
+
+
 def triple_example(anchor: dict, positive: dict, negative: dict) -> bytes:
     return encode_example({
         "anchor_mel": anchor["mel"], "positive_mel": positive["mel"], "negative_mel": negative["mel"],

@@ -23,8 +23,8 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
     """Options for a pipeline whose cost is moving large records between transforms (stage 2).
 
     On DirectRunner, multi-processing sends every element through gRPC to and from
-    the runner process; for stage 2 (100 KB mels joined into triples) that measured
-    2.1-2.2x slower than in-memory on 2 cores, so in-memory is the default there
+    the runner process; for stage 2 (50 KB mels through TF Transform and into triples) that
+    measured 2.1-2.5x slower than in-memory on 2 cores, so in-memory is the default there
     unless --direct_running_mode is given. Other runners are left alone."""
     args = list(beam_args or [])
     if _runner(args).endswith("DirectRunner") and not _has(args, "--direct_running_mode"):
@@ -33,10 +33,10 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
 
 
 # Stage 2 on DirectRunner: Beam's FnApiRunner holds each PCollection that crosses a stage boundary
-# in memory, so the triple join keeps every chunk's mel (and 3 copies of it routed into triples) in
-# RAM at once. Peak RSS measured (float16 mels, in-memory): 1.3 GB for 340 chunks, 2.5 GB for 2033,
-# 4.4 GB for 4031: about 0.9 MB per chunk (0.3 in TF Transform's part, 0.4 in the join) on ~1 GB.
-STAGE2_BASE_MB, STAGE2_MB_PER_CHUNK = 1000.0, 0.95
+# in memory. The triple join moves chunk locations, not mels, so what grows with the input is TF
+# Transform's part. Peak RSS measured (float16 mels, in-memory): 1.54 GB for 2033 chunks, 1.98 GB
+# for 4031: about 0.22 MB per chunk on ~1.1 GB (before, joining on the mels: 2.5 and 4.4 GB).
+STAGE2_BASE_MB, STAGE2_MB_PER_CHUNK = 1100.0, 0.25
 
 
 def is_direct(args: list[str] | None) -> bool:

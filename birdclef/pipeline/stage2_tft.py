@@ -84,22 +84,68 @@ def _triple_refs(t: dict):
 
 def _route(kv):
     _, grouped = kv
-    chunks = list(grouped["chunk"])
-    if not chunks:
+    where = list(grouped["chunk"])
+    if not where:
         return
     for tid, role in grouped["ref"]:
-        yield tid, (role, chunks[0])
+        yield tid, (role, where[0])
 
 
-def _assemble(kv):
-    from birdclef.pipeline.records import triple_example
+def _index_records(path: str):
+    """A written chunk file -> ((recording_id, chunk_index), (path, offset, length)) per record.
 
-    (_, split), parts = kv
-    parts = dict(parts)
-    if set(parts) == {"anchor", "positive", "negative"}:
-        yield f"{split}/triples", triple_example(parts["anchor"], parts["positive"], parts["negative"])
-    else:
-        beam.metrics.Metrics.counter("birdclef", "incomplete_triples").inc()
+    Triples are joined on these small locations, not on the mels: Beam's local runner holds every
+    element crossing a group-by in memory, and mels there cost ~0.4 MB per chunk (measured)."""
+    import struct
+
+    from birdclef.pipeline.records import parse_chunk_key
+
+    with fileio.open_file(path, "rb") as f:
+        offset = 0
+        while True:
+            head = f.read(12)
+            if not head:
+                return
+            (length,) = struct.unpack("<Q", head[:8])
+            key = parse_chunk_key(f.read(length))
+            f.read(4)
+            yield key, (path, offset, length)
+            offset += 12 + length + 4
+
+
+class _Assemble(beam.DoFn):
+    """(triple, [(role, location)]) -> (split/triples, triple record), reading its 3 chunks from the written
+    chunk files (open files are kept per bundle)."""
+
+    def start_bundle(self):
+        self._files = {}
+
+    def _chunk(self, where) -> dict:
+        from birdclef.pipeline.records import parse_chunk
+
+        path, offset, length = where
+        if path not in self._files:
+            ctx = fileio.open_file(path, "rb")
+            self._files[path] = (ctx, ctx.__enter__())
+        f = self._files[path][1]
+        f.seek(offset + 12)
+        return parse_chunk(f.read(length))
+
+    def process(self, kv):
+        from birdclef.pipeline.records import triple_example
+
+        (_, split), parts = kv
+        parts = dict(parts)
+        if set(parts) != {"anchor", "positive", "negative"}:
+            beam.metrics.Metrics.counter("birdclef", "incomplete_triples").inc()
+            return
+        chunks = {role: self._chunk(where) for role, where in parts.items()}
+        yield f"{split}/triples", triple_example(chunks["anchor"], chunks["positive"], chunks["negative"])
+
+    def finish_bundle(self):
+        for ctx, _ in self._files.values():
+            ctx.__exit__(None, None, None)
+        self._files = {}
 
 
 def _has_records(pattern: str) -> bool:
@@ -141,19 +187,24 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
             data, _ = ((raw, transform_fn)
                        | f"Transform{name}" >> tft_beam.TransformDataset(output_record_batches=True))
             chunks = data | f"As{name}" >> beam.FlatMap(_chunks_of)
-            (chunks | f"Encode{name}" >> beam.Map(lambda c, kind=kind: (f"{c['split']}/{kind}", _encode_chunk(c)))
-             | f"Write{name}" >> WriteShards(out, {f"{s}/{kind}": ".tfrecord" for s in splits}))
+            published = (chunks
+                         | f"Encode{name}" >> beam.Map(lambda c, kind=kind: (f"{c['split']}/{kind}", _encode_chunk(c)))
+                         | f"Write{name}" >> WriteShards(out, {f"{s}/{kind}": ".tfrecord" for s in splits}))
             if kind != "chunks":
                 continue
+            # Triples: joined on chunk locations in the written chunk files (read after they are
+            # published), and each triple's 3 mels read back from there: no mel crosses a group-by.
+            located = (published | "ChunkFiles" >> beam.FlatMap(lambda paths: paths)
+                       | "SpreadChunkFiles" >> beam.Reshuffle()
+                       | "IndexChunks" >> beam.FlatMap(_index_records))
             triples = (pipeline | "ReadTriples" >> beam.io.ReadFromText(triples_path)
                        | "ParseTriples" >> beam.Map(json.loads))
-            keyed = chunks | "KeyChunks" >> beam.Map(lambda c: ((c["recording_id"], c["chunk_index"]), c))
             refs = triples | "TripleRefs" >> beam.FlatMap(_triple_refs)
-            assembled = ({"chunk": keyed, "ref": refs}
+            assembled = ({"chunk": located, "ref": refs}
                          | "JoinChunks" >> beam.CoGroupByKey()
                          | "Route" >> beam.FlatMap(_route)
                          | "ByTriple" >> beam.GroupByKey()
-                         | "Assemble" >> beam.FlatMap(_assemble))
+                         | "Assemble" >> beam.ParDo(_Assemble()))
             assembled | "WriteTriples" >> WriteShards(out, {f"{s}/triples": ".tfrecord" for s in splits})
 
 
