@@ -410,9 +410,10 @@ def test_one_sink_writes_every_output_and_publishes_only_finished_bundles(tmp_pa
 def test_stage2_warns_before_it_would_outgrow_memory_on_direct_runner():
     from birdclef.pipeline import runner
 
-    assert runner.stage2_memory_warning(4031, 4 * 1024.0) is None        # measured 2.0 GB: fits
-    warning = runner.stage2_memory_warning(180000, 24 * 1024.0)            # ~50 h of audio on 24 GB
-    assert "45.0 GB" in warning and "24.0 GB is available" in warning and "--runner FlinkRunner" in warning
+    assert runner.stage2_memory_warning(4031, 2 * 1024.0) is None        # measured 1.2 GB: fits
+    assert runner.stage2_memory_warning(180000, 24 * 1024.0) is None      # ~50 h of audio on 24 GB
+    warning = runner.stage2_memory_warning(5_000_000, 16 * 1024.0)        # ~1400 h on 16 GB
+    assert "25.7 GB" in warning and "16.0 GB is available" in warning and "--runner FlinkRunner" in warning
     assert runner.stage2_memory_warning(10 ** 9, None) is None             # unknown: no guess
     available = runner.available_memory_mb()
     assert available is None or 0 < available < 2 ** 30

@@ -33,10 +33,12 @@ def shuffle_bound_args(beam_args: list[str] | None = None) -> list[str]:
 
 
 # Stage 2 on DirectRunner: Beam's FnApiRunner holds each PCollection that crosses a stage boundary
-# in memory. The triple join moves chunk locations, not mels, so what grows with the input is TF
-# Transform's part. Peak RSS measured (float16 mels, in-memory): 1.54 GB for 2033 chunks, 1.98 GB
-# for 4031: about 0.22 MB per chunk on ~1.1 GB (before, joining on the mels: 2.5 and 4.4 GB).
-STAGE2_BASE_MB, STAGE2_MB_PER_CHUNK = 1100.0, 0.25
+# in memory. No mel crosses one any more (the triple join moves chunk locations, and the chunks are
+# read without a flatten), so only small records grow with the input. Peak RSS measured (in-memory):
+# 1.19 GB for 2033 chunks and 1.18 GB for 4031 (joining on the mels and reading through a flatten:
+# 2.5 and 4.4 GB). The per-chunk figure is an estimate of the join's small records (location,
+# triple references, as Python objects), not a measurement at scale.
+STAGE2_BASE_MB, STAGE2_MB_PER_CHUNK = 1300.0, 0.005
 
 
 def is_direct(args: list[str] | None) -> bool:
@@ -63,7 +65,7 @@ def stage2_memory_warning(n_chunks: int, available_mb: float | None) -> str | No
     need = STAGE2_BASE_MB + STAGE2_MB_PER_CHUNK * n_chunks
     if available_mb is None or need <= available_mb:
         return None
-    return (f"WARNING: stage 2 on DirectRunner holds every chunk in memory: {n_chunks} chunks need about "
+    return (f"WARNING: stage 2 on DirectRunner keeps its triple join in memory: {n_chunks} chunks need about "
             f"{need / 1024:.1f} GB, and {available_mb / 1024:.1f} GB is available, so the system may kill it. "
             f"Fix: run it on a distributed runner (--runner FlinkRunner/SparkRunner/DataflowRunner, even on one "
             f"machine), or on a machine with more memory; stage 1's output is kept and reused")

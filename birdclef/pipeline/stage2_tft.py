@@ -162,16 +162,24 @@ def build(pipeline, chunks_dir: str, triples_path: str, out: str, cfg: FeatureCo
     schema = raw_schema(cfg)
     metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema), fileio.join(out, "metadata"))
 
-    def source(pattern, name):
-        t = tfxio.TFExampleRecord(file_pattern=pattern, schema=schema, telemetry_descriptors=["birdclef"])
-        return pipeline | f"Read{name}" >> t.BeamSource(), t.TensorAdapterConfig()
+    def source(patterns: list[str], name: str):
+        """TFXIO record batches of the records matching `patterns`.
+
+        Not `TFExampleRecord.BeamSource()`: given several patterns it reads each apart and
+        flattens them, and Beam's local runner held every record of such a flatten in memory
+        (measured: peak RSS 1.30 GB for 2033 chunks, 1.72 GB for 4047, against 0.81 GB for both
+        read as here)."""
+        t = tfxio.TFExampleRecord(file_pattern=patterns, schema=schema, telemetry_descriptors=["birdclef"])
+        raw = (pipeline | f"{name}Files" >> beam.Create(patterns)
+               | f"Read{name}" >> beam.io.ReadAllFromTFRecord(coder=beam.coders.BytesCoder()))
+        return raw | f"Decode{name}" >> t.RawRecordToRecordBatch(), t.TensorAdapterConfig()
 
     with tft_beam.Context(temp_dir=temp_dir):
         train_pattern = fileio.join(chunks_dir, "train-*.tfrecord")
         if not _has_records(train_pattern):
             raise ValueError(f"no train chunks in {chunks_dir}: nothing to fit the normalisation on; "
                              f"fix: check the preprocess split and quarantine.csv")
-        train = source(train_pattern, "TrainForAnalysis")
+        train = source([train_pattern], "TrainForAnalysis")
         transform_fn = train | "AnalyzeTrainOnly" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(cfg))
         transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
 
