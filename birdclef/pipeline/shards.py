@@ -69,6 +69,15 @@ class _WriteBundles(beam.DoFn):
             handle.__exit__(None, None, None)
             yield GlobalWindows.windowed_value((dest, path, n[0]))
 
+    def teardown(self):
+        """Close what a failed bundle left open (its files are never published)."""
+        for _, handle, _, _ in getattr(self, "_open", {}).values():
+            try:
+                handle.__exit__(None, None, None)
+            except Exception:  # the bundle already failed; its error is the one to report
+                pass
+        self._open = {}
+
 
 def _finalize(written: list, out: str, suffixes: dict[str, str], temp_dir: str) -> list[str]:
     """Publish the files of completed bundles under their shard names; an empty shard for an empty output.
