@@ -92,25 +92,21 @@ def _route(kv):
 
 
 def _index_records(path: str):
-    """A written chunk file -> ((recording_id, chunk_index), (path, offset, length)) per record.
+    """A written chunk file -> ((recording_id, chunk_index), (path, offset)) per record.
 
     Triples are joined on these small locations, not on the mels: Beam's local runner holds every
     element crossing a group-by in memory, and mels there cost ~0.4 MB per chunk (measured)."""
-    import struct
+    from apache_beam.io.tfrecordio import _TFRecordUtil
 
     from birdclef.pipeline.records import parse_chunk_key
 
     with fileio.open_file(path, "rb") as f:
-        offset = 0
         while True:
-            head = f.read(12)
-            if not head:
+            offset = f.tell()
+            record = _TFRecordUtil.read_record(f)  # the reader of the framing WriteShards writes
+            if record is None:
                 return
-            (length,) = struct.unpack("<Q", head[:8])
-            key = parse_chunk_key(f.read(length))
-            f.read(4)
-            yield key, (path, offset, length)
-            offset += 12 + length + 4
+            yield parse_chunk_key(record), (path, offset)
 
 
 class _Assemble(beam.DoFn):
@@ -121,15 +117,17 @@ class _Assemble(beam.DoFn):
         self._files = {}
 
     def _chunk(self, where) -> dict:
+        from apache_beam.io.tfrecordio import _TFRecordUtil
+
         from birdclef.pipeline.records import parse_chunk
 
-        path, offset, length = where
+        path, offset = where
         if path not in self._files:
             ctx = fileio.open_file(path, "rb")
             self._files[path] = (ctx, ctx.__enter__())
         f = self._files[path][1]
-        f.seek(offset + 12)
-        return parse_chunk(f.read(length))
+        f.seek(offset)
+        return parse_chunk(_TFRecordUtil.read_record(f))
 
     def process(self, kv):
         from birdclef.pipeline.records import triple_example
