@@ -229,7 +229,6 @@ class Data:
         return ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
 
 
-
 BALANCED_SHUFFLE = 2048  # chunks (about 100 KB each as float32) mixed after class balancing
 
 

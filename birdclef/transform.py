@@ -85,7 +85,7 @@ def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureC
         _clean(tft_dir)
         stage2_args = runner.shuffle_bound_args(beam_args)
         if runner.is_direct(stage2_args):
-            n_chunks = sum(c["n_chunks"] for c in fileio.read_jsonl(fileio.join(chunks_dir, "counts*.jsonl")))
+            n_chunks = sum(pairing.read_counts(chunks_dir).values())
             warning = runner.stage2_memory_warning(n_chunks, runner.available_memory_mb())
             if warning:
                 log(f"transform: {warning}")
