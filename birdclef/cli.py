@@ -111,6 +111,7 @@ def cmd_preprocess(args) -> int:
     cfg = preprocess.PreprocessConfig(
         data_dir=args.data_dir, metadata_file=args.metadata_file, test_percent=args.test_percent,
         val_percent=args.val_percent, seed=args.seed, nonbird_dirs=tuple(args.nonbird_dir or ()),
+        nonbird_holdout=args.nonbird_holdout,
         min_duration_s=args.min_duration)
     m = preprocess.run(args.work_dir, cfg)
     print(f"preprocess: {m['usable']['recordings']} recordings usable "
@@ -154,7 +155,8 @@ def cmd_train(args) -> int:
         cache_dir=args.cache_dir, data_percent=args.data_percent, model=args.model, loss=args.loss,
         embedding_dim=args.embedding_dim, lr=args.lr, seed=args.seed, margin=args.margin,
         early_stopping=args.early_stopping, jit_compile=not args.no_jit, mixed_precision=args.mixed_precision,
-        steps_per_epoch=args.steps_per_epoch)
+        steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
+        warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-percent", type=float, default=0.1, help="fraction per species for validation (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.add_argument("--nonbird-dir", action="append", help="folder of non-bird audio (label nocall); repeatable")
+    p.add_argument("--nonbird-holdout", type=float, default=0.3,
+                   help="share of non-bird clips per source held out, half val, half test (default %(default)s)")
     p.add_argument("--min-duration", type=float, default=0.25, help="shortest usable recording, s (default %(default)s)")
     p.set_defaults(func=cmd_preprocess)
 
@@ -313,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps_per_epoch", type=int, default=0, help="0: one pass over the training data")
     p.add_argument("--no_jit", action="store_true", help="turn off XLA jit_compile for the train step")
     p.add_argument("--mixed_precision", action="store_true", help="float16 compute (for GPUs)")
+    p.add_argument("--augment", default=d.augment,
+                   help=f"training augmentations, comma separated, or all / none (default {d.augment})")
+    p.add_argument("--lr_schedule", default=d.lr_schedule, choices=("cosine", "constant"),
+                   help="cosine: linear warm-up, then cosine decay to 5%% of --lr (default %(default)s)")
+    p.add_argument("--warmup_epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
+    p.add_argument("--nocall_share", type=float, default=d.nocall_share,
+                   help="share of non-bird chunks in class-balanced batches (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="test-split metrics of trained models side by side",

@@ -114,13 +114,14 @@ def _csv(path: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(fileio.read_text(path)), dtype=str, keep_default_na=False)
 
 
-def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: AudioConfig = DEFAULT_AUDIO):
+def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: AudioConfig = DEFAULT_AUDIO,
+                     with_bird: bool = False):
     """Chunk scores of recordings whose label is a class: (scores [n, classes], class index per chunk,
-    recording id per chunk, skipped recordings with the reason)."""
+    recording id per chunk, skipped recordings with the reason[, bird presence per chunk])."""
     import tensorflow as tf
 
     index = {c: i for i, c in enumerate(classes)}
-    all_scores, ys, ids, skipped = [], [], [], []
+    all_scores, ys, ids, skipped, birds = [], [], [], [], []
     for r in recordings.itertuples(index=False):
         if r.label not in index:
             skipped.append(f"{r.recording_id}: label {r.label} is not a class of this model")
@@ -130,20 +131,37 @@ def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: 
         except audio.AudioError as e:
             skipped.append(str(e))
             continue
-        s = serve(waveform=tf.constant(wave))["scores"].numpy()
+        out = serve(waveform=tf.constant(wave))
+        s = out["scores"].numpy()
         all_scores.append(s)
+        birds.append(out["bird"].numpy() if "bird" in out else 1.0 - s[:, -1])
         ys.append(np.full(len(s), index[r.label]))
         ids += [r.recording_id] * len(s)
     if not all_scores:
-        return np.zeros((0, len(classes)), np.float32), np.zeros(0, int), ids, skipped
-    return np.concatenate(all_scores), np.concatenate(ys), ids, skipped
+        res = np.zeros((0, len(classes)), np.float32), np.zeros(0, int), ids, skipped
+        return (*res, np.zeros(0, np.float32)) if with_bird else res
+    res = np.concatenate(all_scores), np.concatenate(ys), ids, skipped
+    return (*res, np.concatenate(birds)) if with_bird else res
+
+
+def presence(bird: np.ndarray, is_bird: np.ndarray, threshold: float) -> dict:
+    """Bird presence scores against the truth: ROC AUC (None without both sides), and precision,
+    recall and F1 of `bird >= threshold`."""
+    from sklearn.metrics import roc_auc_score
+
+    said = np.asarray(bird) >= threshold
+    p, r = precision_recall(said, is_bird)
+    f1 = 2 * p * r / (p + r) if p == p and r == r and p + r > 0 else (0.0 if p == p and r == r else float("nan"))
+    both = bool(is_bird.any() and (~is_bird).any())
+    return {"auc": float(roc_auc_score(is_bird, bird)) if both else None, "precision": p, "recall": r, "f1": f1,
+            "n": int(len(is_bird)), "positives": int(is_bird.sum())}
 
 
 def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold: float,
                   acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
     from birdclef import predict
 
-    scores, y, ids, skipped = score_recordings(serve, classes, recordings, acfg)
+    scores, y, ids, skipped, bird = score_recordings(serve, classes, recordings, acfg, with_bird=True)
     if not len(y):
         return {"test_chunks": 0, "skipped": skipped}
     pred = scores.argmax(1)
@@ -151,22 +169,55 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
     rec_true = pd.Series(y).groupby(np.array(ids), sort=False).first()
     rec_pred = per_rec.to_numpy().argmax(1)
     nocall = classes.index(NOCALL) if NOCALL in classes else None
-    # bird vs not by the rule `predict` labels windows with
-    det_pred = np.array([b != NOCALL for b in predict.label_windows(pd.DataFrame(scores, columns=classes),
-                                                                     classes, threshold)])
+    # bird vs not by the rule `predict` labels windows with (bird presence, then the class scores)
+    table = pd.DataFrame(scores, columns=classes).assign(**{predict.BIRD: bird})
+    det_pred = np.array([b != NOCALL for b in predict.label_windows(table, classes, threshold)])
     p, r = precision_recall(det_pred, y != nocall)
+    birds = y != nocall
+    bird_cols = [i for i, c in enumerate(classes) if c != NOCALL]
+    bird_top1 = (np.array(bird_cols)[scores[:, bird_cols].argmax(1)] == y)[birds] if bird_cols else np.zeros(0)
     return {
         "test_chunks": int(len(y)), "test_recordings": int(len(rec_true)),
         "accuracy": float((pred == y).mean()),
         "balanced_accuracy": float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)])),
+        # the species of bird chunks: the top bird class (nocall not a choice), as predict names birds
+        "bird_top1": float(bird_top1.mean()) if len(bird_top1) else float("nan"),
         "mAP": mean_average_precision(scores, y),
+        "bird_mAP": mean_average_precision(scores[birds], y[birds]) if birds.any() else float("nan"),
         "recording_accuracy": float(np.mean(rec_pred == rec_true.loc[per_rec.index].to_numpy())),
         "chunk_detection_precision": p, "chunk_detection_recall": r,
+        # bird presence per chunk: bird recordings' chunks against non-bird ones
+        "chunk_presence": presence(bird, birds, threshold),
         "per_class": per_class(scores, y, classes),
         # rows: true class, columns: top-1 class, over the classes that occur in either
         "confusion": confusion(y, pred, classes),
         "skipped": skipped,
     }
+
+
+def nonbird_false_positives(serve, classes: list[str], recordings: pd.DataFrame, thresholds: list[float],
+                            acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
+    """Non-bird clips (label nocall) run through `predict` as a user would: the share of clips with a
+    bird label in any 5 s window, per threshold, and the clips (with the bird they got) at the first."""
+    from birdclef import predict
+
+    clips = recordings[recordings["label"] == NOCALL]
+    per_clip = []
+    for r in clips.itertuples(index=False):
+        try:
+            per_clip.append((r.recording_id, predict.predict_file(serve, classes, r.path, acfg, cfg)))
+        except audio.AudioError:
+            continue
+    if not per_clip:
+        return {"clips": 0}
+    out = {"clips": len(per_clip), "called_bird": {}}
+    for th in thresholds:
+        called = [(rid, labels) for rid, df in per_clip
+                  for labels in [sorted({b for w in predict.label_windows(df, classes, th) for b in w.split()}
+                                        - {NOCALL})] if labels]
+        out["called_bird"][str(th)] = {"share": len(called) / len(per_clip), "n": len(called),
+                                       "examples": [f"{rid} -> {' '.join(lab)}" for rid, lab in called[:10]]}
+    return out
 
 
 def choose_threshold(sweep: list[dict]) -> dict:
@@ -177,11 +228,14 @@ def choose_threshold(sweep: list[dict]) -> dict:
     return max(usable, key=lambda x: (x["row_f1"], -abs(x["threshold"] - 0.5)))
 
 
-def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str]) -> list[dict]:
-    """Row-wise F1 of chunks labelled by `predict`'s rule at each SWEEP threshold (truth: one label per chunk)."""
+def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str], bird: np.ndarray | None = None) -> list[dict]:
+    """Row-wise F1 of chunks labelled by `predict`'s rule at each SWEEP threshold (truth: one label per chunk;
+    bird: the chunks' bird presence, which `predict` labels with too)."""
     from birdclef import predict
 
     df, true = pd.DataFrame(scores, columns=classes), [classes[i] for i in y]
+    if bird is not None:
+        df[predict.BIRD] = bird
     return [{"threshold": t, "row_f1": row_f1(predict.label_windows(df, classes, t), true)} for t in SWEEP]
 
 
@@ -195,10 +249,11 @@ def val_threshold(serve, classes: list[str], work_dir: str, data_dir: str, recor
     if windows.get("soundscape_windows"):
         best = choose_threshold(windows["threshold_sweep"])
         return {**best, "source": "val soundscape windows", "n": windows["soundscape_windows"]}
-    scores, y, _, _ = score_recordings(serve, classes, recordings[recordings["split"] == "val"], acfg)
+    scores, y, _, _, bird = score_recordings(serve, classes, recordings[recordings["split"] == "val"], acfg,
+                                             with_bird=True)
     if not len(y):
         return {"source": "none: the val split has no labelled soundscape windows and no usable recordings"}
-    best = choose_threshold(chunk_sweep(scores, y, classes))
+    best = choose_threshold(chunk_sweep(scores, y, classes, bird))
     return {**best, "source": "val recording chunks", "n": int(len(y))}
 
 
@@ -219,7 +274,7 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
         df = predict.predict_file(serve, classes, r.path, acfg, cfg).set_index("row_id")
         rows = labels[(labels["audio_id"].astype(str) == str(r.audio_id)) & (labels["site"] == r.site)]
         # a labelled window past the audio's end counts as answered `nocall` (all scores 0)
-        scored.append(df.reindex(rows["row_id"])[classes].fillna(0.0))
+        scored.append(df.reindex(rows["row_id"])[[predict.BIRD, *classes]].fillna(0.0))
         true += [" ".join(sorted(str(b).split())) for b in rows["birds"]]
     scores = pd.concat(scored, ignore_index=True)
     unknown = sorted({b for t in true for b in t.split()} - set(classes))
@@ -232,11 +287,17 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
 
     return {"soundscape_split": split, "soundscapes": int(len(sc)), "soundscape_windows": len(true),
             "windows_with_birds": int(has_bird.sum()), **at(threshold),
+            # bird presence per window, whatever the species (also those of no class); AUC needs both kinds
+            "window_presence": presence(scores[predict.BIRD].to_numpy(), has_bird, threshold),
             "row_f1_all_nocall": row_f1([NOCALL] * len(true), true),
             # birds in the labels that the model has no class for: no model can get those rows right
             "birds_not_in_classes": unknown,
             # the same at other thresholds, to choose `predict --threshold` (on a split not used to report)
             "threshold_sweep": [{"threshold": t, **at(t)} for t in SWEEP]}
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:.3f}"
 
 
 def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: str = "test", log=print) -> dict:
@@ -261,6 +322,8 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
               "val_threshold": val_threshold(serve, classes, work_dir, data_dir, rec,
                                              windows=windows if soundscape_split == "val" else None)}
     chosen = result["val_threshold"].get("threshold")
+    result["nonbird_test"] = nonbird_false_positives(
+        serve, classes, test, list(dict.fromkeys([threshold] + ([chosen] if chosen is not None else []))))
     at = next((x for x in result.get("threshold_sweep", []) if x["threshold"] == chosen), None)
     if at is not None:
         result["at_val_threshold"] = at
@@ -280,6 +343,15 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
         f"mAP {result.get('mAP', float('nan')):.3f} on {result.get('test_chunks', 0)} test chunks; "
         f"row-wise F1 {result.get('row_f1', float('nan')):.3f} (all-nocall {result.get('row_f1_all_nocall', float('nan')):.3f}) "
         f"on {result.get('soundscape_windows', 0)} soundscape windows")
+    cp, wp = result.get("chunk_presence") or {}, result.get("window_presence") or {}
+    if cp:
+        log(f"evaluate: bird presence on test chunks: AUC {_num(cp.get('auc'))}, F1 {_num(cp.get('f1'))} "
+            f"at {threshold} ({cp['positives']} bird of {cp['n']} chunks)"
+            + (f"; on soundscape windows: AUC {_num(wp.get('auc'))}, F1 {_num(wp.get('f1'))} "
+               f"({wp['positives']} with birds of {wp['n']})" if wp else ""))
+    for th, fp in (result["nonbird_test"].get("called_bird") or {}).items():
+        log(f"evaluate: non-bird test clips given a bird label at {th}: {fp['n']} of "
+            f"{result['nonbird_test']['clips']} ({fp['share']:.1%})")
     weak = [c for c in result.get("per_class", []) if c["AP"] is not None][:3]
     if weak:
         log("evaluate: weakest classes (test chunk AP): " + ", ".join(

@@ -3,7 +3,8 @@
 Signature `serving_default(waveform: float32 [n])` on 32 kHz mono audio of any
 length (chunked by `chunk_tf`'s rule, log-mels by `logmel_wave_tf`) returns
   embedding      [chunks, D]   L2-normalised embeddings, one per 2 s chunk
-  scores         [chunks, C]   class probabilities (softmax; classes in `labels`)
+  scores         [chunks, C]   class probabilities (independent sigmoids, multi-label; classes in `labels`)
+  bird           [chunks]      probability that some bird calls in the chunk (also birds of no class)
   chunk_start_s  [chunks]      where each chunk starts, seconds
 and signature `labels()` returns the class names. Chunking, the log-mel
 (`birdclef.features.logmel_tf`), the per-band normalisation fitted by TF
@@ -45,7 +46,8 @@ def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig
             # rounded where the pipeline stores mels: after the log-mel (stage 1) and after normalising (stage 2)
             mel = stored_precision_tf((stored_precision_tf(mel) - self.mean) / self.std)
             out = self.model(mel, training=False)
-            return {"embedding": out["embedding"], "scores": tf.nn.softmax(out["logits"], -1),
+            return {"embedding": out["embedding"], "scores": tf.math.sigmoid(out["logits"]),
+                    "bird": tf.math.sigmoid(out["bird"]),
                     "chunk_start_s": tf.cast(starts, tf.float32) / float(cfg.sample_rate)}
 
         @tf.function(input_signature=[])

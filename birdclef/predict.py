@@ -7,15 +7,17 @@ cut into 5 s windows ending at 5, 10, 15, ... s. A last partial window is kept
 (zero-padded) when it holds at least MIN_TAIL_S of audio, so a file of 10.00003 s gives
 two windows, not three; a file shorter than 5 s gives one. A window's score for a class is the highest score among the four
 2 s chunks (1 s hop) that lie inside it, the chunks `birdclef transform` makes
-of a labelled soundscape window. Birds with a score >= --threshold are the
-window's labels; a window without any is `nocall`. `--threshold val` takes the
+of a labelled soundscape window; a chunk that is mostly zero padding (at the end
+of a file) does not count (`window_scores`). The same goes for the model's bird
+presence (`bird`). A window whose bird presence is >= --threshold is labelled
+with the birds scoring >= --threshold; any other window is `nocall`. `--threshold val` takes the
 threshold `birdclef evaluate` chose on the validation split (CKPT_DIR/evaluation.json).
 
 Outputs in --out:
   submission.csv   row_id,birds (BirdCLEF-2021 format; row_id = <audio_id>_<site>_<end s>
                    for files named like BirdCLEF soundscapes, else <file stem>_<end s>)
-  scores.csv       one row per window: file, row_id, start_s, end_s, birds, then one
-                   column per class with its score (load in pandas, R, a spreadsheet)
+  scores.csv       one row per window: file, row_id, start_s, end_s, birds, bird (presence
+                   score: some bird calls here, also one of no class), then one column per class (load in pandas, R, a spreadsheet)
   detections.csv   one row per detected bird: file, start_s, end_s, species, score
   raven/<stem>.selections.txt  Raven Pro selection tables of the detected birds
   audacity/<stem>.txt          Audacity label tracks of the same (File > Import > Labels)
@@ -38,6 +40,7 @@ from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig
 
 WINDOWS_PER_CALL = 12  # 60 s of audio per model call
 MIN_TAIL_S = 1.0  # a trailing partial window needs this much audio to be labelled
+BIRD = "bird"  # scores.csv column: the window's bird-presence score
 
 
 class PredictError(Exception):
@@ -99,38 +102,76 @@ def windows_of(blocks, cfg: FeatureConfig = DEFAULT_FEATURES, per_call: int = WI
         yield first, np.pad(buf, (0, n * win - len(buf)))
 
 
-def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
-    """[windows, classes]: per class, the max score over the chunks inside each 5 s window of `wave`."""
+MIN_AUDIO_SHARE = 0.5  # a chunk is scored only if at least this share of it is audio, not padding
+
+
+def chunk_weights(starts_s: np.ndarray, n_real: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
+    """Share of each chunk (start times in seconds) that is real audio when only the first n_real
+    samples are; the rest is the zero padding of a last partial window."""
+    chunk = cfg.chunk_s * cfg.sample_rate
+    return np.clip((n_real - np.round(np.asarray(starts_s) * cfg.sample_rate)) / chunk, 0.0, 1.0)
+
+
+def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES,
+                  n_real: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """([windows, classes], [windows]): per class, and for bird presence, the max over the chunks
+    inside each 5 s window of `wave`.
+
+    Padding rule: `wave` holds n_real samples of audio (all of it by default), then zero padding. A
+    chunk counts only if at least MIN_AUDIO_SHARE of it is audio; in a window where no chunk reaches
+    that (a recording shorter than 1 s), the chunk with the most audio counts. So a chunk made mostly
+    of padding never speaks for a window. Bird presence is the model's `bird` output, or for models
+    exported before it existed, 1 - the score of the last class (`nocall`)."""
     import tensorflow as tf
 
     win_s, chunk_s = cfg.window_s, cfg.chunk_s
     out = serve(waveform=tf.constant(wave, tf.float32))
     scores, starts = out["scores"].numpy(), out["chunk_start_s"].numpy()
+    bird = out["bird"].numpy() if "bird" in out else 1.0 - scores[:, -1]
     n_win = int(round(len(wave) / (win_s * cfg.sample_rate)))
     w = np.floor(starts / win_s + 1e-6).astype(int)
     inside = starts + chunk_s <= (w + 1) * win_s + 1e-6
+    share = chunk_weights(starts, len(wave) if n_real is None else n_real, cfg)
+    best = np.zeros(n_win)
+    np.maximum.at(best, w[inside], share[inside])
+    use = inside & (share > 0) & ((share >= MIN_AUDIO_SHARE) | (share >= best[np.minimum(w, n_win - 1)] - 1e-9))
     res = np.zeros((n_win, scores.shape[1]), np.float32)
-    np.maximum.at(res, w[inside], scores[inside])
-    return res
+    np.maximum.at(res, w[use], scores[use])
+    presence = np.zeros(n_win, np.float32)
+    np.maximum.at(presence, w[use], bird[use])
+    return res, presence
 
 
 def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAULT_AUDIO,
                  cfg: FeatureConfig = DEFAULT_FEATURES) -> pd.DataFrame:
-    """One row per 5 s window of `path`: file, row_id, start_s, end_s and one column per class."""
-    scores = np.concatenate([window_scores(serve, wave, cfg)
-                             for _, wave in windows_of(audio.stream(path, acfg, allow_silent=True), cfg)])
+    """One row per 5 s window of `path`: file, row_id, start_s, end_s, bird (presence) and one column
+    per class."""
+    seen = [0]
+
+    def counted(blocks):
+        for b in blocks:
+            seen[0] += len(b)
+            yield b
+
+    win = int(round(cfg.window_s * cfg.sample_rate))
+    parts = [window_scores(serve, wave, cfg, n_real=min(len(wave), seen[0] - first * win))
+             for first, wave in windows_of(counted(audio.stream(path, acfg, allow_silent=True)), cfg)]
+    scores = np.concatenate([p[0] for p in parts])
     end = (np.arange(len(scores)) + 1) * cfg.window_s
     prefix = row_prefix(path)
     df = pd.DataFrame({"file": path, "row_id": [f"{prefix}_{int(e)}" for e in end],
-                       "start_s": end - cfg.window_s, "end_s": end})
+                       "start_s": end - cfg.window_s, "end_s": end, BIRD: np.concatenate([p[1] for p in parts])})
     return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
 
 
 def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[list[tuple[str, float]]]:
-    """Per window, the (bird, score) pairs scoring >= threshold, in class order."""
+    """Per window, the (bird, score) pairs scoring >= threshold, in class order; none where the
+    window's bird presence (column `bird`, where given) is below threshold."""
     birds = [c for c in classes if c != NOCALL]
     values = scores[birds].to_numpy() if birds else np.zeros((len(scores), 0))
-    return [[(b, float(v)) for b, v in zip(birds, row) if v >= threshold] for row in values]
+    present = scores[BIRD].to_numpy() >= threshold if BIRD in scores else np.ones(len(scores), bool)
+    return [[(b, float(v)) for b, v in zip(birds, row) if v >= threshold] if p else []
+            for row, p in zip(values, present)]
 
 
 def label_windows(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[str]:
@@ -253,6 +294,8 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     if not results:
         raise PredictError(f"none of the {len(files)} input files could be used; see {out}/quarantine.csv")
     scores = pd.concat(results, ignore_index=True)
+    if BIRD not in scores:  # parts written by an older birdclef
+        scores.insert(4, BIRD, 1.0 - scores[classes[-1]])
     scores.insert(4, "birds", label_windows(scores, classes, threshold))
     fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
     fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))

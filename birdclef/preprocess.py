@@ -34,6 +34,7 @@ class PreprocessConfig:
     seed: int = 0
     nonbird_dirs: tuple[str, ...] = ()
     min_duration_s: float = 0.25
+    nonbird_holdout: float = split.NONBIRD_HOLDOUT
 
 
 def out_dir(work_dir: str) -> str:
@@ -45,16 +46,20 @@ def _nonbird_recordings(dirs: tuple[str, ...]) -> list[dict]:
     for d in dirs:
         prefix = "nonbird" if len(dirs) == 1 else f"nonbird/{fileio.basename(d)}"
         meta_csv = fileio.join(d, "metadata.csv")
-        categories = {}
+        categories, sources = {}, {}
         if fileio.exists(meta_csv):
             m = pd.read_csv(io.StringIO(fileio.read_text(meta_csv)), dtype=str, keep_default_na=False)
             if {"filename", "category"} <= set(m.columns):
                 categories = dict(zip(m["filename"], m["category"]))
+            if {"filename", "source"} <= set(m.columns):
+                sources = dict(zip(m["filename"], m["source"]))
         for p in fileio.list_files(d, audio.AUDIO_SUFFIXES):
             rel = fileio.relpath(p, d)
             cat = categories.get(rel) or (rel.split("/")[0] if "/" in rel else fileio.basename(d))
+            # source type (split.split_nonbird): the metadata's `source`, else the folder
             rows.append({"recording_id": f"{prefix}/{rel}", "label": NOCALL, "secondary_labels": "[]",
-                         "source": "nonbird", "category": cat, "path": p})
+                         "source": "nonbird", "category": cat, "path": p,
+                         "source_type": f"{prefix}:{sources.get(rel) or ''}"})
     return rows
 
 
@@ -86,8 +91,9 @@ def run(work_dir: str, cfg: PreprocessConfig, log=print) -> dict:
         "label": ds.metadata["primary_label"], "secondary_labels": ds.metadata["secondary_labels"],
         "source": "train_short_audio", "category": ds.metadata["primary_label"], "path": ds.metadata["path"],
     })
-    rec = pd.concat([birds, pd.DataFrame(_nonbird_recordings(cfg.nonbird_dirs), columns=birds.columns)],
-                    ignore_index=True)
+    nonbird = pd.DataFrame(_nonbird_recordings(cfg.nonbird_dirs), columns=[*birds.columns, "source_type"])
+    rec = pd.concat([birds, nonbird.drop(columns="source_type")], ignore_index=True)
+    source_type = dict(zip(nonbird["recording_id"], nonbird["source_type"]))
     n_inputs = len(rec) + len(ds.rejected)
 
     acfg = AudioConfig(min_duration_s=cfg.min_duration_s)
@@ -100,9 +106,11 @@ def run(work_dir: str, cfg: PreprocessConfig, log=print) -> dict:
     rec = rec[~rec["path"].isin(bad)].copy()
     rec["duration_s"] = [round(float(probed[p]), 4) for p in rec["path"]]
 
-    strata = rec["label"].where(rec["label"] != NOCALL, NOCALL + ":" + rec["category"])
-    rec["split"], small = split.stratified_split(rec.assign(stratum=strata), "stratum", "recording_id",
-                                                 cfg.test_percent, cfg.val_percent, cfg.seed)
+    is_bird = rec["label"] != NOCALL
+    rec["split"], small = split.stratified_split(rec[is_bird].assign(stratum=rec["label"]), "stratum",
+                                                 "recording_id", cfg.test_percent, cfg.val_percent, cfg.seed)
+    nb = rec[~is_bird].assign(source_type=rec["recording_id"].map(source_type).fillna("nonbird:"))
+    rec.loc[~is_bird, "split"] = split.split_nonbird(nb, cfg.nonbird_holdout, cfg.seed)
     rec = rec.sort_values("recording_id").reset_index(drop=True)
 
     soundscapes = _soundscapes(cfg, acfg, quarantine, log)
@@ -119,6 +127,8 @@ def run(work_dir: str, cfg: PreprocessConfig, log=print) -> dict:
         "nocall_recordings": int((rec["label"] == NOCALL).sum()),
         "strata_with_fewer_than_3_recordings": small,
         "split_rule": split.__doc__.strip().splitlines()[2:10],
+        "nonbird_split_rule": split.split_nonbird.__doc__.strip().splitlines()[:6],
+        "nonbird_splits": {s: int(((rec["split"] == s) & (rec["label"] == NOCALL)).sum()) for s in split.SPLITS},
     }
     fileio.makedirs(out)
     fileio.write_text(fileio.join(out, "recordings.csv"), rec.to_csv(index=False))

@@ -5,17 +5,21 @@ Losses (`--loss`):
                        (the original design), triplet margin loss on L2-normalised embeddings
   batch_hard           online mining on class-balanced batches of labelled chunks: for each
                        anchor the farthest positive and the nearest negative in the batch
-  classify             softmax classification head only (species + nocall)
+  classify             class head only: one sigmoid per class (species + nocall, multi-label with
+                       secondary labels) and a bird-presence sigmoid (any bird vs none)
   triplet+classify     explicit triples, plus the class head on anchors and negatives
   batch_hard+classify  online mining plus the class head, on the same balanced batches
 
 Checkpoints every epoch in CKPT_DIR/ckpt (weights, optimiser state, epoch): running the
 same command again resumes after the last finished epoch. The best epoch by validation
-k-NN top-1 accuracy (averaged with classifier top-1 for losses with a class head: `selection_metric`)
-is kept in CKPT_DIR/best; `--early_stopping N` stops after N epochs
+k-NN top-1 accuracy (averaged with classifier top-1 and bird-presence AUC for losses with a class
+head: `selection_metric`) is kept in CKPT_DIR/best; `--early_stopping N` stops after N epochs
 without improvement. TensorBoard logs in CKPT_DIR/logs. At the end the best weights are
 evaluated on the test split (CKPT_DIR/metrics.json) and exported as a SavedModel that
 takes raw 32 kHz audio (CKPT_DIR/export, see birdclef.export).
+
+Chunk losses train on class-balanced batches (`balanced`, a quarter non-bird by default) augmented
+by `birdclef.augment` (--augment); the learning rate warms up, then decays (`learning_rate`).
 """
 from __future__ import annotations
 
@@ -31,9 +35,11 @@ import weakref
 import numpy as np
 import pandas as pd
 
+from birdclef import augment as augment_mod
 from birdclef import fileio, stages
 from birdclef.config import DEFAULT_FEATURES, NOCALL, FeatureConfig
 
+NOCALL_SHARE = 0.25  # non-bird chunks per balanced batch: negatives for bird presence and backgrounds to mix in
 LOSSES = ("triplet", "batch_hard", "classify", "triplet+classify", "batch_hard+classify")
 
 
@@ -56,10 +62,15 @@ class TrainConfig:
     mixed_precision: bool = False
     steps_per_epoch: int = 0          # 0: one pass over the training data
     knn_k: int = 5
+    augment: str = augment_mod.DEFAULT  # `birdclef.augment` names, comma separated, or none
+    lr_schedule: str = "cosine"       # cosine: linear warm-up over warmup_epochs, then cosine decay; constant
+    warmup_epochs: float = 1.0
+    nocall_share: float = NOCALL_SHARE  # share of non-bird chunks in class-balanced batches
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
-        return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed")}
+        return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed",
+                                              "augment", "lr_schedule", "nocall_share")}
 
 
 class TrainError(Exception):
@@ -123,7 +134,7 @@ class Data:
         h = hashlib.sha256()
         for f in self._files(split, kind):
             h.update(f"{f}:{self.tf.io.gfile.stat(f).length}:{self.tf.io.gfile.stat(f).mtime_nsec}".encode())
-        h.update(json.dumps([self.cfg.data_percent, self.cfg.seed, sorted(self.allowed)]).encode())
+        h.update(json.dumps([CACHE_VERSION, self.cfg.data_percent, self.cfg.seed, sorted(self.allowed)]).encode())
         return h.hexdigest()[:16]
 
     def _cached(self, ds, split: str, kind: str):
@@ -152,12 +163,22 @@ class Data:
             self.allowed_table.lookup(e[id_key]) > 0, tf.strings.regex_full_match(e[id_key], "soundscape/.*")))
 
     def chunks(self, split: str):
-        """(mel, class id) per chunk, cached."""
+        """(mel, class id, multi-hot targets [classes]) per chunk, cached. The targets hold the primary
+        label and every secondary label that is a class (labels of no class are left out)."""
         from birdclef.pipeline.records import chunk_feature_spec
 
         tf = self.tf
+        n_classes = len(self.classes)
+
+        def targets(e):
+            y = self.label_ids.lookup(e["label"])
+            ids = self.label_ids.lookup(tf.strings.split(e["labels"]))
+            ids = tf.concat([tf.boolean_mask(ids, ids >= 0), tf.boolean_mask(y[None], y[None] >= 0)], 0)
+            multi = tf.minimum(tf.reduce_sum(tf.one_hot(ids, n_classes), 0), 1.0)
+            return e["mel"], y, multi
+
         ds = self._records(split, "chunks", chunk_feature_spec(self.fcfg), "recording_id")
-        ds = ds.map(lambda e: (e["mel"], self.label_ids.lookup(e["label"])), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(targets, num_parallel_calls=tf.data.AUTOTUNE)
         return self._cached(ds, split, "chunks")
 
     def triples(self, split: str):
@@ -221,31 +242,61 @@ class Data:
         else:
             counts = self.class_counts("train")
             n = int(counts.sum())
-            ds = balanced(self.chunks("train").repeat(), counts, self.cfg.seed).shuffle(BALANCED_SHUFFLE,
-                                                                                      seed=self.cfg.seed)
+            ds = balanced(self.chunks("train").repeat(), counts, self.cfg.seed,
+                          nocall=self.classes.index(NOCALL), nocall_share=self.cfg.nocall_share)
+            ds = ds.shuffle(BALANCED_SHUFFLE, seed=self.cfg.seed)
         if n == 0:
             raise TrainError("the training split is empty after --data_percent selection")
         steps = self.cfg.steps_per_epoch or max(1, n // b)
-        return ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
+        ds = ds.batch(b, drop_remainder=True)
+        names = augment_mod.parse(self.cfg.augment)
+        if names and not self.cfg.loss.startswith("triplet"):
+            from birdclef.pipeline.stage2_tft import fitted_normalisation
+
+            mean, std = fitted_normalisation(self.tft_dir, self.fcfg)
+            nocall = self.classes.index(NOCALL)
+            ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        if not self.cfg.loss.startswith("triplet"):
+            ds = ds.map(lambda x, y, m: (x, (y, m)))
+        return ds.prefetch(tf.data.AUTOTUNE), steps
 
 
 BALANCED_SHUFFLE = 2048  # chunks (about 100 KB each as float32) mixed after class balancing
+CACHE_VERSION = 2  # bumped when what Data.chunks yields changes, so --cache_dir caches of older runs are not read
 
 
-def balanced(ds, counts: np.ndarray, seed: int):
-    """(mel, class) examples -> every class with chunks equally often, in one pass over the data.
+def balanced_keep(counts: np.ndarray, nocall: int | None = None, nocall_share: float = 0.0) -> np.ndarray:
+    """Per class, the probability that the balanced sampler keeps a chunk of it.
 
-    Rejection sampling: a chunk of class c is kept with probability min(counts) / counts[c] (over
-    classes with chunks), so each read chunk is decoded once; the data is read 1 / (classes x the
-    rarest class's share) times per example. Sampling from one filtered copy of the data per class
-    read all of it once per class (7x on the demo, ~400x on BirdCLEF's species) and held a shuffle
-    buffer per class (512 chunks, ~50 MB each)."""
+    Target: every bird class with chunks equally often and, where `nocall` (an index) has chunks and
+    nocall_share > 0, non-bird chunks as nocall_share of all examples (at least their balanced share).
+    keep[c] = target[c] / counts[c], scaled so the largest is 1."""
+    counts = np.asarray(counts, np.float64)
+    present = counts > 0
+    target = present.astype(np.float64)
+    if nocall is not None and present[nocall] and nocall_share > 0:
+        birds = int(present.sum()) - 1
+        if birds > 0:
+            target[nocall] = max(1.0, nocall_share / (1.0 - nocall_share) * birds)
+    ratio = np.where(present, target / np.maximum(counts, 1), 0.0)
+    return (ratio / ratio.max()).astype(np.float32) if ratio.max() > 0 else ratio.astype(np.float32)
+
+
+def balanced(ds, counts: np.ndarray, seed: int, nocall: int | None = None, nocall_share: float = 0.0):
+    """(mel, class, ...) examples -> every class with chunks equally often (non-bird chunks as
+    `nocall_share` of them, see balanced_keep), in one pass over the data.
+
+    Rejection sampling: a chunk of class c is kept with probability keep[c], so each read chunk is
+    decoded once; the data is read 1 / (classes x the rarest class's share) times per example. Sampling
+    from one filtered copy of the data per class read all of it once per class (7x on the demo, ~400x
+    on BirdCLEF's species) and held a shuffle buffer per class (512 chunks, ~50 MB each)."""
     import tensorflow as tf
 
     present = counts > 0
     if not present.any():
         return ds
-    keep = np.where(present, counts[present].min() / np.maximum(counts, 1), 0.0).astype(np.float32)
+    keep = balanced_keep(counts, nocall, nocall_share)
     keep_t = tf.constant(np.concatenate([[0.0], keep]).astype(np.float32))  # class -1 (unknown): never
     coins = tf.data.Dataset.random(seed=seed).map(lambda r: tf.cast(r % (1 << 24), tf.float32) / float(1 << 24))
     return (tf.data.Dataset.zip((ds, coins))
@@ -285,14 +336,36 @@ def batch_hard_loss(emb, labels, margin: float):
     return tf.reduce_sum(per) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
 
+def class_losses(out, y, multi, nocall: int):
+    """The class head's loss: sigmoid cross-entropy per class (multi-label: secondary and mixed-in birds
+    count as present) plus sigmoid cross-entropy of the bird-presence logit (1 for every chunk whose
+    primary label is a bird class, 0 for non-bird audio and `nocall` windows)."""
+    import tensorflow as tf
+
+    xent = tf.reduce_mean(tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=multi, logits=out["logits"]), -1))
+    known = y >= 0
+    bird = tf.cast(tf.logical_and(known, y != nocall), tf.float32)
+    presence = tf.nn.sigmoid_cross_entropy_with_logits(labels=bird, logits=out["bird"])
+    presence = tf.reduce_sum(presence * tf.cast(known, tf.float32)) / tf.maximum(
+        tf.reduce_sum(tf.cast(known, tf.float32)), 1.0)
+    return xent + presence
+
+
 def make_train_step(model, optimizer, cfg: TrainConfig):
+    """step(x, y) -> loss. y: class ids [b], or (class ids, multi-hot targets [b, C]) from
+    `Data.train_dataset`; explicit triples take ((a, p, n), (anchor class, negative class))."""
     import tensorflow as tf
 
     classify = cfg.loss.endswith("classify")
     triple_input = cfg.loss.startswith("triplet")
+    n_classes = int(model.output["logits"].shape[-1])
+    nocall = n_classes - 1  # classes: the birds in sorted order, then nocall (class_names)
 
-    def xent(y, logits):
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+    def targets(y):
+        if isinstance(y, (tuple, list)):
+            return y[0], y[1]
+        return y, tf.one_hot(y, n_classes)
 
     def step(x, y):
         with tf.GradientTape() as tape:
@@ -304,14 +377,17 @@ def make_train_step(model, optimizer, cfg: TrainConfig):
                 e = out["embedding"]
                 loss = triplet_loss(e[:b], e[b:2 * b], e[2 * b:], cfg.margin)
                 if classify:
-                    loss += xent(tf.concat([ya, yn], 0), tf.concat([out["logits"][:b], out["logits"][2 * b:]], 0))
+                    yy = tf.concat([ya, yn], 0)
+                    picked = {k: tf.concat([out[k][:b], out[k][2 * b:]], 0) for k in ("logits", "bird")}
+                    loss += class_losses(picked, yy, tf.one_hot(yy, n_classes), nocall)
             else:
+                y, multi = targets(y)
                 out = model(x, training=True)
                 loss = tf.constant(0.0)
                 if cfg.loss.startswith("batch_hard"):
                     loss += batch_hard_loss(out["embedding"], y, cfg.margin)
                 if classify:
-                    loss += xent(y, out["logits"])
+                    loss += class_losses(out, y, multi, nocall)
             loss += tf.add_n(model.losses) if model.losses else 0.0
             scaled = optimizer.get_scaled_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, model.trainable_variables)
@@ -321,6 +397,21 @@ def make_train_step(model, optimizer, cfg: TrainConfig):
         return loss
 
     return tf.function(step, jit_compile=cfg.jit_compile)
+
+
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
+    """The optimiser's learning rate: constant, or (`cosine`, the default) a linear warm-up from 0
+    over `warmup_epochs`, then a cosine decay to 5 % of --lr at the last epoch. Measured on
+    birdclef-plus: with a constant rate, validation top-1 swung by tens of points between epochs."""
+    import tf_keras as keras
+
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(min(total // 2, round(cfg.warmup_epochs * steps_per_epoch)))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else cfg.lr, max(1, total - warmup), alpha=0.05,
+        warmup_target=cfg.lr if warmup else None, warmup_steps=warmup)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -339,18 +430,22 @@ def _inference_fn(model):
     return _INFER[model]
 
 
-def embed(model, ds, batch_size: int = 128):
-    """Embeddings, logits and class ids of a (mel, class) dataset."""
+def embed(model, ds, batch_size: int = 128, with_bird: bool = False):
+    """Embeddings, logits and class ids of a (mel, class, ...) dataset; with_bird: also the
+    bird-presence logits."""
     infer = _inference_fn(model)
-    embs, logits, ys = [], [], []
-    for x, y in ds.batch(batch_size):
-        out = infer(x)
+    embs, logits, ys, birds = [], [], [], []
+    for batch in ds.batch(batch_size):
+        out = infer(batch[0])
         embs.append(out["embedding"].numpy())
         logits.append(out["logits"].numpy())
-        ys.append(y.numpy())
+        birds.append(out["bird"].numpy() if "bird" in out else np.zeros(len(logits[-1]), np.float32))
+        ys.append(batch[1].numpy())
     if not embs:
-        return np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0, np.int64)
-    return np.concatenate(embs), np.concatenate(logits), np.concatenate(ys)
+        res = np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0, np.int64)
+        return (*res, np.zeros(0)) if with_bird else res
+    res = np.concatenate(embs), np.concatenate(logits), np.concatenate(ys)
+    return (*res, np.concatenate(birds)) if with_bird else res
 
 
 def knn_predict(ref_e, ref_y, q_e, k: int = 5) -> np.ndarray:
@@ -388,26 +483,52 @@ def selection_metric(entry: dict, loss: str) -> float:
     if "val_knn_top1" not in entry:
         return -entry["loss"]
     if loss.endswith("classify") and "val_classifier_top1" in entry:
-        return (entry["val_knn_top1"] + entry["val_classifier_top1"]) / 2
+        parts = [entry["val_knn_top1"], entry["val_classifier_top1"]]
+        # bird presence decides `nocall` in predict: an epoch that cannot tell birds from noise is not best
+        if entry.get("val_bird_auc") is not None and entry["val_bird_auc"] == entry["val_bird_auc"]:
+            parts.append(entry["val_bird_auc"])
+        return float(np.mean(parts))
     return entry["val_knn_top1"]
+
+
+def presence_metrics(bird_logits: np.ndarray, is_bird: np.ndarray, threshold: float = 0.5) -> dict:
+    """Bird presence (bird chunks against non-bird ones): ROC AUC of the score, and precision,
+    recall, F1 at `threshold` on the sigmoid. None where a side is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(is_bird) == 0:
+        return {"bird_auc": None, "bird_precision": None, "bird_recall": None, "bird_f1": None}
+    prob = 1.0 / (1.0 + np.exp(-np.asarray(bird_logits, np.float64)))
+    said = prob >= threshold
+    tp = int((said & is_bird).sum())
+    precision = tp / int(said.sum()) if said.any() else None
+    recall = tp / int(is_bird.sum()) if is_bird.any() else None
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else (
+        0.0 if precision is not None and recall is not None else None)
+    both = is_bird.any() and (~is_bird).any()
+    return {"bird_auc": float(roc_auc_score(is_bird, prob)) if both else None,
+            "bird_precision": precision, "bird_recall": recall, "bird_f1": f1}
 
 
 def evaluate_split(model, data: Data, split: str, k: int) -> dict:
     ref_e, _, ref_y = embed(model, data.chunks("train").take(MAX_REFERENCE_CHUNKS))
-    e, logits, y = embed(model, data.chunks(split))
+    e, logits, y, bird = embed(model, data.chunks(split), with_bird=True)
     if len(y) == 0:
         return {"split": split, "chunks": 0}
     counts = np.bincount(y, minlength=len(data.classes))
     knn = knn_predict(ref_e, ref_y, e, k) if len(ref_e) else np.full_like(y, -1)
     clf = logits.argmax(1)
     birds = y != data.classes.index(NOCALL)
+    bird_clf = logits[:, :-1].argmax(1) if logits.shape[1] > 1 else clf  # the best bird class
     return {
         "split": split, "chunks": int(len(y)), "bird_chunks": int(birds.sum()),
         "knn_top1": float((knn == y).mean()),
         "knn_top1_birds": float((knn[birds] == y[birds]).mean()) if birds.any() else float("nan"),
         "knn_balanced": balanced_accuracy(knn, y),
         "classifier_top1": float((clf == y).mean()),
+        "classifier_top1_birds": float((bird_clf[birds] == y[birds]).mean()) if birds.any() else float("nan"),
         "classifier_balanced": balanced_accuracy(clf, y),
+        **presence_metrics(bird, birds),
         "chance_uniform": 1.0 / int((counts > 0).sum()),
         "chance_majority": float(counts.max() / counts.sum()),
         "classes_present": int((counts > 0).sum()),
@@ -435,6 +556,12 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
 
     from birdclef import export, models
 
+    try:
+        augment_mod.parse(cfg.augment)
+    except ValueError as e:
+        raise TrainError(str(e)) from e
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise TrainError(f"--lr_schedule {cfg.lr_schedule!r}: choose cosine or constant")
     if cfg.loss not in LOSSES:
         raise TrainError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
     if cfg.model not in models.REGISTRY:
@@ -451,7 +578,8 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     from birdclef.features import mel_shape
 
     model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes))
-    optimizer = keras.optimizers.Adam(cfg.lr)
+    train_ds, steps = data.train_dataset()
+    optimizer = keras.optimizers.Adam(learning_rate(cfg, steps))
     if cfg.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -465,7 +593,6 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     best_path = fileio.join(cfg.ckpt_dir, "best", "weights")
     writer = tf.summary.create_file_writer(fileio.join(cfg.ckpt_dir, "logs"))
 
-    train_ds, steps = data.train_dataset()
     step_fn = make_train_step(model, optimizer, cfg)
     it = iter(train_ds)
     has_val = bool(data._files("val", "chunks")) and data.count("val", "chunks") > 0
@@ -487,11 +614,11 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "examples_per_s": steps * cfg.batch_size / dt}
         if has_val:
             entry.update({f"val_{k}": v for k, v in evaluate_split(model, data, "val", cfg.knn_k).items()
-                          if k in ("knn_top1", "classifier_top1")})
+                          if k in ("knn_top1", "classifier_top1", "bird_auc", "bird_f1")})
         metric = selection_metric(entry, cfg.loss)
         with writer.as_default():
             for k, v in entry.items():
-                if k != "epoch":
+                if k != "epoch" and v is not None:
                     tf.summary.scalar(k, v, step=epoch)
         if metric > best_var.numpy():
             best_var.assign(metric)
@@ -503,7 +630,8 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         epoch_var.assign(epoch)
         manager.save(checkpoint_number=epoch)
         history.append(entry)
-        log("train: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
+        log("train: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()
+                                  if v is not None))
 
     if fileio.exists(best_path + ".index"):
         model.load_weights(best_path)

@@ -132,13 +132,15 @@ def test_synth_refuses_foreign_dataset(tmp_path, capsys):
     assert "choose an empty --out folder" in capsys.readouterr().err
 
 
-def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
+def test_demo_defaults_reach_09_heldout_accuracy(tmp_path, capsys):
     """The demo's own promise: a dilated CNN trained by `birdclef demo` with its default settings
-    classifies held-out (test split) chunks of the synthetic data by k-NN with top-1 >= 0.9."""
+    classifies held-out (test split) chunks of the synthetic data with top-1 >= 0.9 (k-NN >= 0.8)."""
     assert cli.main(["demo", "--work-dir", str(tmp_path / "demo")]) == 0
     test = json.loads((tmp_path / "demo" / "model" / "metrics.json").read_text())["test"]
     assert test["classes_present"] == 7 and test["chunks"] > 40
-    assert test["knn_top1"] >= 0.9, test
+    # the class head scores windows in predict and evaluate; the embedding's k-NN is the second opinion
+    assert test["classifier_top1"] >= 0.9 and test["knn_top1"] >= 0.8, test
+    assert test["bird_auc"] >= 0.9, test  # bird presence: bird chunks against non-bird ones
     ev = json.loads((tmp_path / "demo" / "model" / "evaluation.json").read_text())
     # through the exported model, on raw audio of held-out recordings and soundscape windows
     assert ev["accuracy"] >= 0.8 and ev["mAP"] >= 0.8, ev
@@ -152,6 +154,7 @@ def test_demo_defaults_reach_09_heldout_knn_accuracy(tmp_path, capsys):
     assert ev["at_val_threshold"] == next(x for x in ev["threshold_sweep"] if x["threshold"] == vt["threshold"])
     # per class: every class of the test chunks, and the counts of the confusion matrix add up to them
     assert sum(c["support"] for c in ev["per_class"]) == ev["test_chunks"] == sum(map(sum, ev["confusion"]["counts"]))
+    _short_call_scores_do_not_depend_on_its_place_in_the_window(tmp_path / "demo")
     report = (tmp_path / "demo" / "model" / "report" / "report.md").read_text()
     assert f"| mAP | {ev['mAP']:.3f} |" in report and "![confusion matrix](confusion.png)" in report
 
@@ -177,3 +180,30 @@ def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG" and f"plot written to {png}" in capsys.readouterr().out
     # only metrics some model has: these runs were never evaluated, so no mAP or row F1
     assert report.plot_models(compare.rows([str(tmp_path / "a")])[0], str(png)) == ["k-NN top-1"]
+
+
+def _short_call_scores_do_not_depend_on_its_place_in_the_window(work, tolerance=0.15):
+    """A 0.8 s call (from a held-out recording) alone in a 5 s window, at three offsets: the window's bird
+    presence and its best class score stay within `tolerance` (training shifts chunks in time; serving
+    takes the max over chunks that are mostly audio)."""
+    import numpy as np
+    import pandas as pd
+
+    from birdclef import audio, predict
+
+    serve, classes, _ = predict.load_model(str(work / "model"))
+    rec = pd.read_csv(work / "preprocess" / "recordings.csv")
+    wave = audio.load(rec[(rec.split == "test") & (rec.label != "nocall")].path.iloc[0])
+    sr, n = 32000, int(0.8 * 32000)
+    energy = np.convolve(wave ** 2, np.ones(n), "valid")[::160]
+    start = int(np.argmax(energy)) * 160
+    call = wave[start:start + n]
+    presence, best = [], []
+    for offset_s in (0.2, 1.6, 3.4):
+        window = np.zeros(5 * sr, np.float32)
+        window[int(offset_s * sr):int(offset_s * sr) + n] = call
+        scores, bird = predict.window_scores(serve, window)
+        presence.append(bird[0])
+        best.append(scores[0, :-1].max())
+    assert max(presence) - min(presence) <= tolerance, presence
+    assert max(best) - min(best) <= tolerance, best

@@ -55,9 +55,41 @@ def test_window_scores_take_the_max_of_the_chunks_inside_each_window():
         scores[:, 1] = np.arange(n)
         return {"scores": _T(scores), "chunk_start_s": _T(np.arange(n, dtype=np.float32))}
 
-    res = predict.window_scores(serve, np.zeros(10 * sr, np.float32))
+    res, bird = predict.window_scores(serve, np.zeros(10 * sr, np.float32))
     # window 0 holds chunks starting at 0..3, window 1 at 5..8; the chunk at 4 s spans both
     np.testing.assert_array_equal(res[:, 1], [3, 8])
+    assert bird[0] == 1  # no `bird` output (older models): 1 - the last class (0 for chunk 0)
+
+
+def test_chunks_made_mostly_of_padding_never_score_a_window():
+    """A fake model that scores every chunk 0.9 for class 0 and bird presence, however much padding it
+    holds (as a model that learned 'padding = short-clip class' would): only chunks at least half audio
+    (or, in a window with none, the one with most audio) may set the window's scores."""
+    sr = DEFAULT_FEATURES.sample_rate
+
+    def serve(waveform):
+        chunks, starts = predict_chunks(waveform)
+        score = np.where(np.abs(chunks).max(1) > 0, 0.2, 0.9).astype(np.float32)  # padding-only chunk: 0.9
+        return {"scores": _T(np.stack([score, 1 - score], 1)), "bird": _T(score),
+                "chunk_start_s": _T(starts / sr)}
+
+    def predict_chunks(waveform):
+        from birdclef import features
+
+        w = np.asarray(waveform)
+        starts = np.array(features.chunk_starts(len(w)))
+        return np.stack([w[s:s + 2 * sr] for s in starts]), starts
+
+    wave = np.zeros(5 * sr, np.float32)
+    wave[:int(1.2 * sr)] = 0.1  # a 1.2 s clip padded to one window
+    res, bird = predict.window_scores(serve, wave, n_real=int(1.2 * sr))
+    assert res[0, 0] == pytest.approx(0.2) and bird[0] == pytest.approx(0.2)  # not the padding chunks' 0.9
+    # without the rule (all of it taken as audio) the padding decides
+    assert predict.window_scores(serve, wave)[1][0] == pytest.approx(0.9)
+    tiny = np.zeros(5 * sr, np.float32)
+    tiny[:int(0.4 * sr)] = 0.1  # no chunk is half audio: the one with most audio counts
+    assert predict.window_scores(serve, tiny, n_real=int(0.4 * sr))[1][0] == pytest.approx(0.2)
+    np.testing.assert_allclose(predict.chunk_weights(np.array([0.0, 1.0, 3.0]), int(1.2 * sr)), [0.6, 0.1, 0.0])
 
 
 class _T:

@@ -204,7 +204,8 @@ def test_export_runs_without_birdclef_and_matches_training_model(work, tmp_path)
     expected = model(normed, training=False)["embedding"].numpy()
     assert served.shape == expected.shape
     np.testing.assert_allclose(served, expected, atol=2e-4)
-    np.testing.assert_allclose(np.load(tmp_path / "scores.npy").sum(1), 1.0, rtol=1e-5)
+    scores = np.load(tmp_path / "scores.npy")  # independent sigmoids (multi-label)
+    assert scores.shape == (n, len(metrics["classes"])) and ((scores >= 0) & (scores <= 1)).all()
 
 
 def _n(ds):
@@ -295,7 +296,7 @@ def test_mixed_precision_trains_exports_float32_and_leaves_the_global_policy_alo
     out = m.signatures["serving_default"](waveform=tf.constant(np.random.default_rng(0).normal(0, 0.1, 96000),
                                                                 tf.float32))
     assert out["scores"].dtype == tf.float32 and out["embedding"].dtype == tf.float32
-    np.testing.assert_allclose(out["scores"].numpy().sum(1), 1.0, rtol=1e-3)
+    assert ((out["scores"].numpy() >= 0) & (out["scores"].numpy() <= 1)).all() and out["bird"].dtype == tf.float32
     assert models.build("dilated_cnn", features.mel_shape(), 16, 3).dtype_policy.name == "float32"
 
 

@@ -57,6 +57,35 @@ def stratified_split(df: pd.DataFrame, strata_col: str, group_col: str, test_per
     return df[group_col].map(assigned), small
 
 
+NONBIRD_HOLDOUT = 0.3  # share of non-bird clips held out (half val, half test)
+
+
+def split_nonbird(df: pd.DataFrame, holdout: float, seed: int) -> pd.Series:
+    """Non-bird clips (columns recording_id, category, source_type) -> split per row.
+
+    Per source type (the `source` of the non-bird folder's metadata.csv, else the folder): a share
+    `holdout` of its clips (at least one val and one test clip where it has 3 or more) is held out,
+    alternately test and val, the rest trains. Held-out clips are taken one per category, categories
+    in a seeded order, before any category gives a second, so val and test each span as many
+    categories as they can while most non-bird audio (1 - holdout) trains. Splitting per category
+    instead left one clip of three to training (35 % of the non-bird audio)."""
+    rng = np.random.default_rng([seed, 11])
+    out = {}
+    for st in sorted(df["source_type"].unique()):
+        grp = df[df["source_type"] == st]
+        by_cat = {}
+        for cat in sorted(grp["category"].unique()):
+            ids = sorted(grp.loc[grp["category"] == cat, "recording_id"])
+            by_cat[cat] = [ids[i] for i in rng.permutation(len(ids))]
+        cats = [sorted(by_cat)[i] for i in rng.permutation(len(by_cat))]
+        order = [by_cat[c][k] for k in range(max(map(len, by_cat.values()))) for c in cats if k < len(by_cat[c])]
+        n = len(order)
+        held = min(n - 1, max(2 if n >= 3 else 0, int(round(n * holdout)))) if n else 0
+        for i, rid in enumerate(order):
+            out[rid] = ("test" if i % 2 == 0 else "val") if i < held else "train"
+    return df["recording_id"].map(out)
+
+
 def split_soundscapes(audio_ids: list[str], test_percent: float, val_percent: float, seed: int) -> dict[str, str]:
     """Soundscapes split by recording, with the same counting rule (one stratum)."""
     ids = sorted(audio_ids)

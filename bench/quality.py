@@ -1,0 +1,149 @@
+"""Quality on real field audio: recipes x seeds on birdclef-plus + nonbird, held-out test split.
+
+    python bench/quality.py [--seeds 0 1 2] [--epochs 20] [--recipes default,baseline] [--work /tmp/bq]
+
+Preprocesses and transforms ../shared/data/birdclef-plus (31 labels) with ../shared/data/nonbird once,
+then for every recipe and seed trains `dilated_cnn` (`batch_hard+classify`), runs `birdclef evaluate`
+(soundscapes: all labelled ones; none of them gives training chunks, as they have no `nocall` window)
+and prints, per recipe, the mean and spread (min-max) over seeds of:
+
+  bird top-1      top bird class of the test split's bird chunks (31 labels)
+  mAP             macro AP over the test chunks' classes
+  presence AUC/F1 bird presence of test chunks: bird recordings against non-bird clips
+  non-bird->bird  share of the test split's non-bird clips given a bird label by `predict` at the
+                  threshold `evaluate` chose on validation data
+  window AUC      bird presence per 5 s window: the labelled soundscape windows (all hold birds) against
+                  the windows of the test split's non-bird clips
+  1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
+                  always-`nocall` floor is 0: both windows hold birds)
+
+Recipes (`train` flags): default (today's defaults), baseline (--augment none --lr_schedule constant
+--nocall_share 0: the recipe before augmentation, the LR schedule and the non-bird share), and
+no-<augmentation> (the default minus one augmentation: the ablation rows).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+SHARED = Path(os.environ.get("BIRDCLEF_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+from birdclef import augment  # noqa: E402
+
+
+def recipes() -> dict[str, dict]:
+    out = {"default": {}, "baseline": {"augment": "none", "lr_schedule": "constant", "nocall_share": 0.0}}
+    for name in augment.AUGMENTATIONS:
+        out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
+    return out
+
+
+def prepare(work: str) -> None:
+    from birdclef import preprocess, transform
+
+    preprocess.run(work, preprocess.PreprocessConfig(data_dir=str(SHARED / "birdclef-plus"),
+                                                     nonbird_dirs=(str(SHARED / "nonbird"),)), log=lambda s: None)
+    transform.run(work, [], log=lambda s: None)
+
+
+def soundscape_f1(ckpt: str, work: str, threshold: float) -> float:
+    from birdclef import evaluate, predict
+    from birdclef.data import metadata
+
+    serve, classes, _ = predict.load_model(ckpt)
+    path = SHARED / "birdclef-plus" / "train_soundscapes" / "1001_PA_20200607.ogg"
+    df = predict.predict_file(serve, classes, str(path)).set_index("row_id")
+    labels = metadata.read_soundscape_labels(str(SHARED / "birdclef-plus"))
+    rows = labels[labels["audio_id"].astype(str) == "1001"]
+    pred = predict.label_windows(df.reindex(rows["row_id"]).fillna(0.0), classes, threshold)
+    return evaluate.row_f1(pred, [str(b) for b in rows["birds"]])
+
+
+def window_auc(ckpt: str, work: str) -> float:
+    """Soundscape bird windows against non-bird test clip windows, by the `bird` column of predict."""
+    import io
+
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from birdclef import fileio, predict
+    from birdclef.data import metadata
+
+    serve, classes, _ = predict.load_model(ckpt)
+    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
+    neg = [predict.predict_file(serve, classes, p)[predict.BIRD].to_numpy()
+           for p in rec[(rec.split == "test") & (rec.label == "nocall")].path]
+    labels = metadata.read_soundscape_labels(str(SHARED / "birdclef-plus"))
+    pos = []
+    for audio_id in sorted(set(labels["audio_id"].astype(str))):
+        path = next((SHARED / "birdclef-plus" / "train_soundscapes").glob(f"{audio_id}_*.ogg"))
+        df = predict.predict_file(serve, classes, str(path)).set_index("row_id")
+        rows = labels[labels["audio_id"].astype(str) == audio_id]
+        has = rows["birds"] != "nocall"
+        pos.append(df.reindex(rows["row_id"][has])[predict.BIRD].fillna(0.0).to_numpy())
+    neg, pos = np.concatenate(neg), np.concatenate(pos)
+    return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
+
+
+def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int) -> dict:
+    from birdclef import evaluate, train
+
+    done = Path(ckpt) / "bench.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, epochs=epochs, seed=seed, early_stopping=0, **recipe)
+    train.run(cfg, log=lambda s: None)
+    ev = evaluate.run(work, ckpt, soundscape_split="all", log=lambda s: None)
+    th = ev["val_threshold"].get("threshold", 0.5)
+    fp = ev["nonbird_test"]["called_bird"][str(th)]
+    res = {"bird_top1": ev["bird_top1"], "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
+           "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
+           "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
+           "f1_1001_PA": soundscape_f1(ckpt, work, th), "threshold": th, "minutes": (time.perf_counter() - t0) / 60}
+    done.write_text(json.dumps(res))
+    return res
+
+
+METRICS = ("bird_top1", "mAP", "presence_auc", "presence_f1", "nonbird_called_bird", "window_auc", "f1_1001_PA",
+           "minutes")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--recipes", default="default,baseline", help="comma list, or all: " + ", ".join(recipes()))
+    ap.add_argument("--work", default="/tmp/birdclef-bench-quality")
+    args = ap.parse_args()
+    names = list(recipes()) if args.recipes == "all" else args.recipes.split(",")
+    work = f"{args.work}/work"
+    prepare(work)
+    rows = {}
+    for name in names:
+        for seed in args.seeds:  # seeds inside recipes: a partial run still gives whole recipes
+            r = one_run(work, f"{args.work}/{name}-s{seed}", recipes()[name], seed, args.epochs)
+            rows.setdefault(name, []).append(r)
+            print(f"{name} seed {seed}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS if r.get(k) is not None),
+                  flush=True)
+    print(f"\n| recipe | seeds | " + " | ".join(METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for name, rs in rows.items():
+        cells = []
+        for k in METRICS:
+            v = np.array([r[k] for r in rs if r.get(k) is not None], float)
+            cells.append(f"{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})" if len(v) else "n/a")
+        print(f"| {name} | {len(rs)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Training-time augmentation of normalised log-mel batches, so training sees what serving sees.
+
+Field audio puts short calls at any offset, over wind, insects, voices and other birds, at any
+loudness. Each augmentation below is switchable (`birdclef train --augment LIST`, recorded in the
+run's config) and runs on whole batches inside the tf.data pipeline (vectorised TF ops, no extra
+read of the data):
+
+  shift        every chunk is rolled in time by a random number of frames, so a clip shorter
+               than a chunk (stored zero-padded at the chunk's start) sits at a random offset,
+               and a call's position tells the model nothing
+  gain         random gain of +-GAIN_DB dB (on the power spectrum, not on the silence floor)
+  mixup        with probability MIXUP_P a bird chunk gets another bird chunk of the batch added,
+               1-10 dB weaker (so its own label stays the primary one); the labels are united
+  background   with probability BACKGROUND_P a chunk gets a non-bird chunk of the batch (non-bird
+               clips and `nocall` soundscape windows; the class-balanced sampler keeps about
+               NOCALL_SHARE of every batch non-bird) added at a random SNR of SNR_DB dB
+  specaugment  two time masks (up to TIME_MASK frames each) and two frequency masks (up to
+               FREQ_MASK bands each), set to the band mean (0 after normalisation)
+
+Mixing happens where sounds add: on mel power. A normalised log-mel x of band m is turned back
+into power with the per-band mean and std that TF Transform fitted on the train split,
+P = exp(x * std + mean) - 1e-6 (the log-mel's floor), mixed, and taken back the same way.
+"""
+from __future__ import annotations
+
+AUGMENTATIONS = ("shift", "gain", "mixup", "background", "specaugment")
+DEFAULT = ",".join(AUGMENTATIONS)
+
+GAIN_DB = 6.0
+MIXUP_P = 0.3
+MIXUP_DB = (1.0, 10.0)  # how much weaker the added bird chunk is
+BACKGROUND_P = 0.6
+SNR_DB = (-3.0, 20.0)
+TIME_MASKS, TIME_MASK = 2, 20  # frames of 10 ms
+FREQ_MASKS, FREQ_MASK = 2, 12  # mel bands
+FLOOR = 1e-6  # birdclef.features: log(mel power + 1e-6)
+
+
+def parse(spec: str) -> tuple[str, ...]:
+    """`--augment` value -> augmentation names: a comma list of AUGMENTATIONS, `all` or `none`.
+
+    Raises ValueError naming the unknown ones."""
+    spec = (spec or "").strip().lower()
+    if spec in ("", "none"):
+        return ()
+    if spec == "all":
+        return AUGMENTATIONS
+    names = tuple(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"--augment: unknown {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}, "
+                         f"all or none")
+    return tuple(n for n in AUGMENTATIONS if n in names)
+
+
+def _pick(mask, tf):
+    """For each row, the index of a random row where `mask` holds (any row if none does) and
+    whether one existed: [b] int32, [] bool."""
+    b = tf.shape(mask)[0]
+    noise = tf.random.uniform([b, b])
+    scores = tf.where(mask[None, :], noise, -1.0)
+    return tf.cast(tf.argmax(scores, axis=1), tf.int32), tf.reduce_any(mask)
+
+
+def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int):
+    """TF ops on one batch: mel [b, frames, n_mels] normalised, y [b] primary class, multi [b, C]
+    multi-hot targets -> the same, augmented by `names` (see the module doc)."""
+    import tensorflow as tf
+
+    if not names:
+        return mel, y, multi
+    b, frames, bands = tf.shape(mel)[0], tf.shape(mel)[1], tf.shape(mel)[2]
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+    power_names = {"shift", "gain", "mixup", "background"} & set(names)
+    if power_names:
+        p = tf.maximum(tf.exp(mel * std + mean) - FLOOR, 0.0)
+        if "shift" in names:
+            t = tf.random.uniform([b], 0, frames, tf.int32)
+            idx = (tf.range(frames)[None, :] + t[:, None]) % frames
+            p = tf.gather(p, idx, batch_dims=1)
+        if "gain" in names:
+            p *= 10.0 ** (tf.random.uniform([b, 1, 1], -GAIN_DB, GAIN_DB) / 10.0)
+        energy = tf.reduce_mean(p, axis=[1, 2]) + 1e-12
+        is_bird = tf.logical_and(y >= 0, y != nocall)
+        if "mixup" in names:
+            partner, any_bird = _pick(is_bird, tf)
+            use = is_bird & (tf.random.uniform([b]) < MIXUP_P) & any_bird & (partner != tf.range(b))
+            weaker = 10.0 ** (-tf.random.uniform([b], *MIXUP_DB) / 10.0)
+            scale = tf.where(use, weaker * energy / tf.gather(energy, partner), 0.0)
+            p_partner = tf.gather(p, partner)
+            p = p + scale[:, None, None] * p_partner
+            multi = tf.where(use[:, None], tf.maximum(multi, tf.gather(multi, partner)), multi)
+            energy = tf.reduce_mean(p, axis=[1, 2]) + 1e-12
+        if "background" in names:
+            is_noise = tf.equal(y, nocall)
+            bg, any_noise = _pick(is_noise, tf)
+            use = (tf.random.uniform([b]) < BACKGROUND_P) & any_noise & (bg != tf.range(b))
+            snr = tf.random.uniform([b], *SNR_DB)
+            scale = tf.where(use, energy / tf.gather(energy, bg) * 10.0 ** (-snr / 10.0), 0.0)
+            p = p + scale[:, None, None] * tf.gather(p, bg)
+        mel = (tf.math.log(p + FLOOR) - mean) / std
+    if "specaugment" in names:
+        def masks(n_masks, width, length, axis_len):
+            pos = tf.range(axis_len)[None, :]
+            keep = tf.ones([b, axis_len], tf.bool)
+            for _ in range(n_masks):
+                w = tf.random.uniform([b, 1], 0, width + 1, tf.int32)
+                room = tf.cast(tf.maximum(length - w + 1, 1), tf.float32)
+                s = tf.cast(tf.floor(tf.random.uniform([b, 1]) * room), tf.int32)
+                keep &= ~((pos >= s) & (pos < s + w))
+            return keep
+
+        keep_t = masks(TIME_MASKS, TIME_MASK, frames, frames)
+        keep_f = masks(FREQ_MASKS, FREQ_MASK, bands, bands)
+        keep = tf.logical_and(keep_t[:, :, None], keep_f[:, None, :])
+        mel = tf.where(keep, mel, 0.0)
+    return mel, y, multi

@@ -1,0 +1,98 @@
+"""Training-time augmentation, class balance with a non-bird share, and the non-bird split rule."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef import augment, train
+from birdclef.data import split
+
+FRAMES, BANDS = 200, 128
+MEAN, STD = np.full(BANDS, -8.0, np.float32), np.full(BANDS, 3.0, np.float32)
+
+
+def _norm(log_power):
+    return ((log_power - MEAN) / STD).astype(np.float32)
+
+
+def _silence():
+    return np.full((FRAMES, BANDS), np.log(1e-6), np.float32)
+
+
+def test_parse_names_all_none_and_refuses_unknown():
+    assert augment.parse("all") == augment.AUGMENTATIONS == augment.parse(augment.DEFAULT)
+    assert augment.parse("none") == () == augment.parse("")
+    assert augment.parse("gain, shift") == ("shift", "gain")
+    with pytest.raises(ValueError, match="wind"):
+        augment.parse("shift,wind")
+
+
+def test_shift_puts_a_short_clip_at_random_offsets_and_keeps_its_energy():
+    import tensorflow as tf
+
+    clip = _silence()
+    clip[:30] = np.log(1e-2)  # a 0.3 s call at the chunk's start, then padding (as stage 1 stores it)
+    x = tf.constant(np.stack([_norm(clip)] * 64))
+    y = tf.zeros([64], tf.int64)
+    out, _, _ = augment.augment_batch(x, y, tf.one_hot(y, 3), ("shift",), MEAN, STD, nocall=2)
+    loud = out.numpy().mean(2) > 0
+    starts = [int(np.argmax(r)) if not r[0] else 0 for r in loud]
+    assert len(set(starts)) > 20  # many different offsets
+    np.testing.assert_allclose(loud.sum(1), 30)  # the call is moved, not cut or stretched
+
+
+def test_mixup_unites_bird_labels_and_background_keeps_them():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    mels = np.stack([_norm(np.log(rng.uniform(1e-4, 1e-2, (FRAMES, BANDS)))) for _ in range(32)])
+    y = np.array([0] * 12 + [1] * 12 + [2] * 8, np.int64)  # class 2 = nocall
+    multi = tf.one_hot(y, 3)
+    tf.random.set_seed(1)
+    _, y2, m2 = augment.augment_batch(tf.constant(mels), tf.constant(y), multi, ("mixup",), MEAN, STD, nocall=2)
+    m2 = m2.numpy()
+    assert (y2.numpy() == y).all()  # the primary label stays
+    united = m2[:24].sum(1) == 2
+    assert united.any() and (m2[:24][united][:, 2] == 0).all()  # bird + bird, never nocall
+    assert (m2[24:] == multi.numpy()[24:]).all()  # non-bird chunks are not mixed up
+    out, y3, m3 = augment.augment_batch(tf.constant(mels), tf.constant(y), multi, ("background",), MEAN, STD,
+                                        nocall=2)
+    assert (m3.numpy() == multi.numpy()).all() and (y3.numpy() == y).all()
+    power = lambda a: np.exp(a * STD + MEAN).mean((1, 2))  # noqa: E731
+    assert (power(out.numpy()) >= power(mels) * 0.999).all() and (power(out.numpy()) > power(mels) * 1.01).any()
+
+
+def test_no_augmentation_is_the_identity_and_specaugment_masks_to_the_mean():
+    import tensorflow as tf
+
+    x = tf.constant(np.ones((4, FRAMES, BANDS), np.float32))
+    y = tf.zeros([4], tf.int64)
+    same, _, _ = augment.augment_batch(x, y, tf.one_hot(y, 2), (), MEAN, STD, nocall=1)
+    assert same is x
+    masked, _, _ = augment.augment_batch(x, y, tf.one_hot(y, 2), ("specaugment",), MEAN, STD, nocall=1)
+    vals = np.unique(masked.numpy())
+    assert set(vals) <= {0.0, 1.0} and (masked.numpy() == 0).mean() < 0.5
+
+
+def test_balanced_keep_gives_non_bird_chunks_their_share():
+    counts = np.array([100, 10, 40, 500])  # three birds, nocall last
+    keep = train.balanced_keep(counts, nocall=3, nocall_share=0.25)
+    expected = counts * keep
+    np.testing.assert_allclose(expected[:3], expected[0])  # birds equal
+    assert expected[3] / expected.sum() == pytest.approx(0.25)
+    np.testing.assert_allclose(train.balanced_keep(counts), counts.min() / counts)  # no share: all equal
+    assert keep.max() == pytest.approx(1.0)
+
+
+def test_nonbird_split_trains_most_and_holds_out_every_source_in_val_and_test():
+    rows = [{"recording_id": f"nb/{c}/{i}", "category": c, "source_type": "esc50"}
+            for c in [f"cat{k}" for k in range(46)] for i in range(3)]
+    rows += [{"recording_id": f"nb/bg/{i}", "category": "background", "source_type": "field"} for i in range(7)]
+    df = pd.DataFrame(rows)
+    s = split.split_nonbird(df, 0.3, seed=0)
+    counts = s.value_counts()
+    assert counts["train"] / len(df) >= 0.65  # per category (1 of 3) it was 0.35
+    for st in ("esc50", "field"):
+        assert {"train", "val", "test"} <= set(s[df.source_type == st])
+    held = df[s != "train"]
+    assert held["category"].nunique() == len(held[held.source_type == "esc50"]) + 1  # one clip per category
+    assert split.split_nonbird(df, 0.3, seed=0).equals(s)  # deterministic
