@@ -278,7 +278,10 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     for path in tqdm(files, desc="predict", unit="file", disable=None, leave=False):
         part = fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
         if fileio.exists(part):
-            results.append(pd.read_csv(io.StringIO(fileio.read_text(part)), keep_default_na=False))
+            df = pd.read_csv(io.StringIO(fileio.read_text(part)), keep_default_na=False)
+            if BIRD not in df:  # a part written by an older birdclef: window_scores' rule for such models
+                df.insert(4, BIRD, 1.0 - df[classes[-1]])
+            results.append(df)
             resumed += 1
             continue
         try:
@@ -294,8 +297,6 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     if not results:
         raise PredictError(f"none of the {len(files)} input files could be used; see {out}/quarantine.csv")
     scores = pd.concat(results, ignore_index=True)
-    if BIRD not in scores:  # parts written by an older birdclef
-        scores.insert(4, BIRD, 1.0 - scores[classes[-1]])
     scores.insert(4, "birds", label_windows(scores, classes, threshold))
     fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
     fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))

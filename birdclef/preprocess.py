@@ -92,8 +92,7 @@ def run(work_dir: str, cfg: PreprocessConfig, log=print) -> dict:
         "source": "train_short_audio", "category": ds.metadata["primary_label"], "path": ds.metadata["path"],
     })
     nonbird = pd.DataFrame(_nonbird_recordings(cfg.nonbird_dirs), columns=[*birds.columns, "source_type"])
-    rec = pd.concat([birds, nonbird.drop(columns="source_type")], ignore_index=True)
-    source_type = dict(zip(nonbird["recording_id"], nonbird["source_type"]))
+    rec = pd.concat([birds, nonbird], ignore_index=True)  # source_type: for split_nonbird, not written
     n_inputs = len(rec) + len(ds.rejected)
 
     acfg = AudioConfig(min_duration_s=cfg.min_duration_s)
@@ -109,9 +108,8 @@ def run(work_dir: str, cfg: PreprocessConfig, log=print) -> dict:
     is_bird = rec["label"] != NOCALL
     rec["split"], small = split.stratified_split(rec[is_bird].assign(stratum=rec["label"]), "stratum",
                                                  "recording_id", cfg.test_percent, cfg.val_percent, cfg.seed)
-    nb = rec[~is_bird].assign(source_type=rec["recording_id"].map(source_type).fillna("nonbird:"))
-    rec.loc[~is_bird, "split"] = split.split_nonbird(nb, cfg.nonbird_holdout, cfg.seed)
-    rec = rec.sort_values("recording_id").reset_index(drop=True)
+    rec.loc[~is_bird, "split"] = split.split_nonbird(rec[~is_bird], cfg.nonbird_holdout, cfg.seed)
+    rec = rec.drop(columns="source_type").sort_values("recording_id").reset_index(drop=True)
 
     soundscapes = _soundscapes(cfg, acfg, quarantine, log)
     pos_neg = pairs.select_pos_neg(rec, cfg.seed)

@@ -249,15 +249,15 @@ class Data:
             raise TrainError("the training split is empty after --data_percent selection")
         steps = self.cfg.steps_per_epoch or max(1, n // b)
         ds = ds.batch(b, drop_remainder=True)
-        names = augment_mod.parse(self.cfg.augment)
-        if names and not self.cfg.loss.startswith("triplet"):
-            from birdclef.pipeline.stage2_tft import fitted_normalisation
+        if not self.cfg.loss.startswith("triplet"):  # explicit triples are not augmented
+            names = augment_mod.parse(self.cfg.augment)
+            if names:
+                from birdclef.pipeline.stage2_tft import fitted_normalisation
 
-            mean, std = fitted_normalisation(self.tft_dir, self.fcfg)
-            nocall = self.classes.index(NOCALL)
-            ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-        if not self.cfg.loss.startswith("triplet"):
+                mean, std = fitted_normalisation(self.tft_dir, self.fcfg)
+                nocall = self.classes.index(NOCALL)
+                ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall),
+                            num_parallel_calls=tf.data.AUTOTUNE)
             ds = ds.map(lambda x, y, m: (x, (y, m)))
         return ds.prefetch(tf.data.AUTOTUNE), steps
 
@@ -401,8 +401,10 @@ def make_train_step(model, optimizer, cfg: TrainConfig):
 
 def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
     """The optimiser's learning rate: constant, or (`cosine`, the default) a linear warm-up from 0
-    over `warmup_epochs`, then a cosine decay to 5 % of --lr at the last epoch. Measured on
-    birdclef-plus: with a constant rate, validation top-1 swung by tens of points between epochs."""
+    over `warmup_epochs`, then a cosine decay to 5 % of --lr at the last epoch. Issue 16 saw validation
+    top-1 swing between 0.04 and 0.89 across epochs with a constant rate; one seed each on birdclef-plus
+    (bench/quality.py) has not yet shown the schedule steadier (after epoch 4: 0.42-0.55 cosine,
+    0.44-0.53 constant)."""
     import tf_keras as keras
 
     if cfg.lr_schedule == "constant":
@@ -492,22 +494,13 @@ def selection_metric(entry: dict, loss: str) -> float:
 
 
 def presence_metrics(bird_logits: np.ndarray, is_bird: np.ndarray, threshold: float = 0.5) -> dict:
-    """Bird presence (bird chunks against non-bird ones): ROC AUC of the score, and precision,
-    recall, F1 at `threshold` on the sigmoid. None where a side is missing."""
-    from sklearn.metrics import roc_auc_score
+    """Bird presence (bird chunks against non-bird ones) as `evaluate.presence` measures it, on the
+    sigmoid of the logits: bird_auc, bird_precision, bird_recall, bird_f1."""
+    from birdclef.evaluate import presence
 
-    if len(is_bird) == 0:
-        return {"bird_auc": None, "bird_precision": None, "bird_recall": None, "bird_f1": None}
     prob = 1.0 / (1.0 + np.exp(-np.asarray(bird_logits, np.float64)))
-    said = prob >= threshold
-    tp = int((said & is_bird).sum())
-    precision = tp / int(said.sum()) if said.any() else None
-    recall = tp / int(is_bird.sum()) if is_bird.any() else None
-    f1 = 2 * precision * recall / (precision + recall) if precision and recall else (
-        0.0 if precision is not None and recall is not None else None)
-    both = is_bird.any() and (~is_bird).any()
-    return {"bird_auc": float(roc_auc_score(is_bird, prob)) if both else None,
-            "bird_precision": precision, "bird_recall": recall, "bird_f1": f1}
+    p = presence(prob, np.asarray(is_bird, bool), threshold)
+    return {f"bird_{k}": p[k] for k in ("auc", "precision", "recall", "f1")}
 
 
 def evaluate_split(model, data: Data, split: str, k: int) -> dict:
