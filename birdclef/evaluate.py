@@ -120,6 +120,8 @@ def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: 
     recording id per chunk, skipped recordings with the reason[, bird presence per chunk])."""
     import tensorflow as tf
 
+    from birdclef import predict
+
     index = {c: i for i, c in enumerate(classes)}
     all_scores, ys, ids, skipped, birds = [], [], [], [], []
     for r in recordings.itertuples(index=False):
@@ -134,7 +136,7 @@ def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: 
         out = serve(waveform=tf.constant(wave))
         s = out["scores"].numpy()
         all_scores.append(s)
-        birds.append(out["bird"].numpy() if "bird" in out else 1.0 - s[:, -1])
+        birds.append(predict.chunk_presence(out, s))
         ys.append(np.full(len(s), index[r.label]))
         ids += [r.recording_id] * len(s)
     if not all_scores:

@@ -105,6 +105,12 @@ def windows_of(blocks, cfg: FeatureConfig = DEFAULT_FEATURES, per_call: int = WI
 MIN_AUDIO_SHARE = 0.5  # a chunk is scored only if at least this share of it is audio, not padding
 
 
+def chunk_presence(out: dict, scores: np.ndarray) -> np.ndarray:
+    """Bird presence per chunk of a serving call's output: its `bird`, or for models exported before
+    it existed, 1 - the score of the last class (`nocall`). scores: that output's scores as numpy."""
+    return out["bird"].numpy() if "bird" in out else 1.0 - scores[..., -1]
+
+
 def chunk_weights(starts_s: np.ndarray, n_real: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
     """Share of each chunk (start times in seconds) that is real audio when only the first n_real
     samples are; the rest is the zero padding of a last partial window."""
@@ -127,7 +133,7 @@ def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES
     win_s, chunk_s = cfg.window_s, cfg.chunk_s
     out = serve(waveform=tf.constant(wave, tf.float32))
     scores, starts = out["scores"].numpy(), out["chunk_start_s"].numpy()
-    bird = out["bird"].numpy() if "bird" in out else 1.0 - scores[:, -1]
+    bird = chunk_presence(out, scores)
     n_win = int(round(len(wave) / (win_s * cfg.sample_rate)))
     w = np.floor(starts / win_s + 1e-6).astype(int)
     inside = starts + chunk_s <= (w + 1) * win_s + 1e-6
@@ -279,8 +285,8 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
         part = fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
         if fileio.exists(part):
             df = pd.read_csv(io.StringIO(fileio.read_text(part)), keep_default_na=False)
-            if BIRD not in df:  # a part written by an older birdclef: window_scores' rule for such models
-                df.insert(4, BIRD, 1.0 - df[classes[-1]])
+            if BIRD not in df:  # a part written by an older birdclef
+                df.insert(4, BIRD, chunk_presence({}, df[classes].to_numpy()))
             results.append(df)
             resumed += 1
             continue
