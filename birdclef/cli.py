@@ -156,7 +156,8 @@ def cmd_train(args) -> int:
         embedding_dim=args.embedding_dim, lr=args.lr, seed=args.seed, margin=args.margin,
         early_stopping=args.early_stopping, jit_compile=not args.no_jit, mixed_precision=args.mixed_precision,
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
-        warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share)
+        warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share,
+        balance_alpha=args.balance_alpha, max_reads=args.max_reads)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -324,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup_epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
     p.add_argument("--nocall_share", type=float, default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
+    p.add_argument("--balance_alpha", type=float, default=d.balance_alpha,
+                   help="class shares in training batches go as (chunks of the class) ** alpha: 0 every class "
+                        "equally often, 1 as often as the data holds them (default %(default)s)")
+    p.add_argument("--max_reads", type=float, default=d.max_reads,
+                   help="at most this many chunks are read per training example to balance classes; loss "
+                        "weights make up the rest (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="test-split metrics of trained models side by side",

@@ -39,6 +39,7 @@ from birdclef import augment as augment_mod
 from birdclef import fileio, stages
 from birdclef.config import DEFAULT_FEATURES, NOCALL, FeatureConfig
 
+MAX_READS = 3.0  # default bound on chunks read per training example drawn (see sampling_plan)
 NOCALL_SHARE = 0.25  # non-bird chunks per balanced batch: negatives for bird presence and backgrounds to mix in
 LOSSES = ("triplet", "batch_hard", "classify", "triplet+classify", "batch_hard+classify")
 
@@ -66,11 +67,14 @@ class TrainConfig:
     lr_schedule: str = "cosine"       # cosine: linear warm-up over warmup_epochs, then cosine decay; constant
     warmup_epochs: float = 1.0
     nocall_share: float = NOCALL_SHARE  # share of non-bird chunks in class-balanced batches
+    balance_alpha: float = 0.0        # class shares ∝ chunks ** alpha: 0 balanced, 1 as the data comes
+    max_reads: float = MAX_READS      # chunks read per example at most; loss weights even out the rest
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
         return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed",
-                                              "augment", "lr_schedule", "nocall_share")}
+                                              "augment", "lr_schedule", "nocall_share",
+                                              "balance_alpha", "max_reads")}
 
 
 class TrainError(Exception):
@@ -126,6 +130,7 @@ class Data:
         # soundscape nocall chunks have no row in recordings.csv: always allowed
         self.allowed_table = _table(sorted(self.allowed), [1] * len(self.allowed), 0)
         self.tf = tf
+        self.plan: dict | None = None  # the class sampling of the last train_dataset (sampling_plan)
 
     def _files(self, split: str, kind: str) -> list[str]:
         return sorted(self.tf.io.gfile.glob(fileio.join(self.tft_dir, split, f"{kind}-*.tfrecord")))
@@ -242,8 +247,12 @@ class Data:
         else:
             counts = self.class_counts("train")
             n = int(counts.sum())
-            ds = balanced(self.chunks("train").repeat(), counts, self.cfg.seed,
-                          nocall=self.classes.index(NOCALL), nocall_share=self.cfg.nocall_share)
+            nocall = self.classes.index(NOCALL)
+            self.plan = sampling_plan(counts, nocall, self.cfg.nocall_share, self.cfg.balance_alpha,
+                                      self.cfg.max_reads)
+            ds = balanced(self.chunks("train").repeat(), counts, self.cfg.seed, nocall=nocall,
+                          nocall_share=self.cfg.nocall_share, alpha=self.cfg.balance_alpha,
+                          max_reads=self.cfg.max_reads)
             ds = ds.shuffle(BALANCED_SHUFFLE, seed=self.cfg.seed)
         if n == 0:
             raise TrainError("the training split is empty after --data_percent selection")
@@ -266,37 +275,88 @@ BALANCED_SHUFFLE = 2048  # chunks (about 100 KB each as float32) mixed after cla
 CACHE_VERSION = 2  # bumped when what Data.chunks yields changes, so --cache_dir caches of older runs are not read
 
 
-def balanced_keep(counts: np.ndarray, nocall: int | None = None, nocall_share: float = 0.0) -> np.ndarray:
-    """Per class, the probability that the balanced sampler keeps a chunk of it.
-
-    Target: every bird class with chunks equally often and, where `nocall` (an index) has chunks and
-    nocall_share > 0, non-bird chunks as nocall_share of all examples (at least their balanced share).
-    keep[c] = target[c] / counts[c], scaled so the largest is 1."""
+def target_shares(counts: np.ndarray, nocall: int | None = None, nocall_share: float = 0.0,
+                  alpha: float = 0.0) -> np.ndarray:
+    """The share of training examples each class should get: bird classes in proportion to
+    counts ** alpha (0: every class with chunks equally often; 1: as often as they come), and, where
+    `nocall` (an index) has chunks and nocall_share > 0, non-bird chunks as nocall_share of all
+    examples (at least their alpha share)."""
     counts = np.asarray(counts, np.float64)
     present = counts > 0
-    target = present.astype(np.float64)
+    target = np.where(present, np.maximum(counts, 1) ** alpha, 0.0)
     if nocall is not None and present[nocall] and nocall_share > 0:
-        birds = int(present.sum()) - 1
+        birds = target.sum() - target[nocall]
         if birds > 0:
-            target[nocall] = max(1.0, nocall_share / (1.0 - nocall_share) * birds)
-    ratio = np.where(present, target / np.maximum(counts, 1), 0.0)
-    return (ratio / ratio.max()).astype(np.float32) if ratio.max() > 0 else ratio.astype(np.float32)
+            target[nocall] = max(target[nocall], nocall_share / (1.0 - nocall_share) * birds)
+    return target / target.sum() if target.sum() > 0 else target
 
 
-def balanced(ds, counts: np.ndarray, seed: int, nocall: int | None = None, nocall_share: float = 0.0):
-    """(mel, class, ...) examples -> every class with chunks equally often (non-bird chunks as
-    `nocall_share` of them, see balanced_keep), in one pass over the data.
+def sampling_plan(counts: np.ndarray, nocall: int | None = None, nocall_share: float = 0.0,
+                  alpha: float = 0.0, max_reads: float = MAX_READS) -> dict:
+    """How `balanced` draws training examples from chunks that come in class proportions `counts`.
+
+    A chunk of class c is kept with probability keep[c] (rejection sampling, one pass over the data in
+    its own order), which alone would reach the target shares (`target_shares`) by reading the data
+    1 / sum(counts/N * keep) times per example: 6.4 times on birdclef-plus, hundreds of times on
+    BirdCLEF's long tail. So the keep probabilities are raised (never above 1) until at most
+    `max_reads` chunks are read per example, and what that leaves uneven is evened by a loss weight
+    per class, weight[c] = target[c] / sampled share[c] (mean 1 over the examples drawn): the expected
+    gradient is that of the target mixture at a bounded read cost. Rarest classes then come less often
+    than their target but count more when they do.
+
+    Returns keep [C], weight [C], reads (chunks read per example), target [C], sampled [C] shares."""
+    counts = np.asarray(counts, np.float64)
+    if max_reads < 1:
+        raise ValueError(f"max_reads {max_reads}: at least one chunk is read per example")
+    target = target_shares(counts, nocall, nocall_share, alpha)
+    present = counts > 0
+    n = counts.sum()
+    base = np.where(present, target / np.maximum(counts, 1), 0.0)
+    if n == 0 or base.max() == 0:
+        z = np.zeros_like(counts, dtype=np.float32)
+        return {"keep": z, "weight": np.ones_like(z), "reads": 1.0, "target": target, "sampled": target}
+    base = base / base.max()
+
+    def reads(scale: float) -> float:
+        return float(n / (counts * np.minimum(1.0, base * scale)).sum())
+
+    lo, hi = 1.0, 1.0 / base[present].min()  # at hi every chunk is kept: one read per example
+    if reads(lo) > max_reads:
+        for _ in range(60):
+            mid = (lo * hi) ** 0.5
+            lo, hi = (mid, hi) if reads(mid) > max_reads else (lo, mid)
+        scale = hi
+    else:
+        scale = lo
+    keep = np.minimum(1.0, base * scale)
+    sampled = counts * keep / (counts * keep).sum()
+    weight = np.where(sampled > 0, target / np.maximum(sampled, 1e-12), 1.0)
+    weight = weight / (sampled * weight).sum()  # mean weight 1 over drawn examples
+    return {"keep": keep.astype(np.float32), "weight": weight.astype(np.float32), "reads": reads(scale),
+            "target": target, "sampled": sampled}
+
+
+def balanced_keep(counts: np.ndarray, nocall: int | None = None, nocall_share: float = 0.0) -> np.ndarray:
+    """Per class, the keep probability that reaches the target shares exactly (no read bound)."""
+    return sampling_plan(counts, nocall, nocall_share, 0.0, float("inf"))["keep"]
+
+
+def balanced(ds, counts: np.ndarray, seed: int, nocall: int | None = None, nocall_share: float = 0.0,
+             alpha: float = 0.0, max_reads: float = float("inf")):
+    """(mel, class, ...) examples -> classes in the shares of `sampling_plan` (by default every class
+    with chunks equally often, non-bird chunks as `nocall_share` of them), in one pass over the data.
 
     Rejection sampling: a chunk of class c is kept with probability keep[c], so each read chunk is
-    decoded once; the data is read 1 / (classes x the rarest class's share) times per example. Sampling
-    from one filtered copy of the data per class read all of it once per class (7x on the demo, ~400x
-    on BirdCLEF's species) and held a shuffle buffer per class (512 chunks, ~50 MB each)."""
+    decoded once and the data is read `sampling_plan(...)["reads"]` times per example (at most
+    max_reads; the loss weights of the plan make up for the rest). Sampling from one filtered copy of
+    the data per class read all of it once per class (7x on the demo, ~400x on BirdCLEF's species)
+    and held a shuffle buffer per class (512 chunks, ~50 MB each)."""
     import tensorflow as tf
 
     present = counts > 0
     if not present.any():
         return ds
-    keep = balanced_keep(counts, nocall, nocall_share)
+    keep = sampling_plan(counts, nocall, nocall_share, alpha, max_reads)["keep"]
     keep_t = tf.constant(np.concatenate([[0.0], keep]).astype(np.float32))  # class -1 (unknown): never
     coins = tf.data.Dataset.random(seed=seed).map(lambda r: tf.cast(r % (1 << 24), tf.float32) / float(1 << 24))
     return (tf.data.Dataset.zip((ds, coins))
@@ -336,26 +396,30 @@ def batch_hard_loss(emb, labels, margin: float):
     return tf.reduce_sum(per) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
 
-def class_losses(out, y, multi, nocall: int):
+def class_losses(out, y, multi, nocall: int, weight=None):
     """The class head's loss: sigmoid cross-entropy per class (multi-label: secondary and mixed-in birds
     count as present) plus sigmoid cross-entropy of the bird-presence logit (1 for every chunk whose
-    primary label is a bird class, 0 for non-bird audio and `nocall` windows)."""
+    primary label is a bird class, 0 for non-bird audio and `nocall` windows). weight: per example
+    [b] (the sampling plan's class weights), a weighted mean; None: a plain mean."""
     import tensorflow as tf
 
-    xent = tf.reduce_mean(tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=multi, logits=out["logits"]), -1))
-    known = y >= 0
-    bird = tf.cast(tf.logical_and(known, y != nocall), tf.float32)
+    known = tf.cast(y >= 0, tf.float32)
+    w = tf.ones_like(known) if weight is None else tf.cast(weight, tf.float32)
+    per = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=multi, logits=out["logits"]), -1)
+    xent = tf.reduce_sum(per * w) / tf.maximum(tf.reduce_sum(w), 1e-6)
+    bird = tf.cast(tf.logical_and(y >= 0, y != nocall), tf.float32)
     presence = tf.nn.sigmoid_cross_entropy_with_logits(labels=bird, logits=out["bird"])
-    presence = tf.reduce_sum(presence * tf.cast(known, tf.float32)) / tf.maximum(
-        tf.reduce_sum(tf.cast(known, tf.float32)), 1.0)
+    presence = tf.reduce_sum(presence * known * w) / tf.maximum(tf.reduce_sum(known * w), 1e-6)
     return xent + presence
 
 
-def make_train_step(model, optimizer, cfg: TrainConfig):
+def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None):
     """step(x, y) -> loss. y: class ids [b], or (class ids, multi-hot targets [b, C]) from
-    `Data.train_dataset`; explicit triples take ((a, p, n), (anchor class, negative class))."""
+    `Data.train_dataset`; explicit triples take ((a, p, n), (anchor class, negative class)).
+    class_weights [C]: the class head's loss weight per primary class (`sampling_plan`), or None."""
     import tensorflow as tf
+
+    cw = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
 
     classify = cfg.loss.endswith("classify")
     triple_input = cfg.loss.startswith("triplet")
@@ -387,7 +451,8 @@ def make_train_step(model, optimizer, cfg: TrainConfig):
                 if cfg.loss.startswith("batch_hard"):
                     loss += batch_hard_loss(out["embedding"], y, cfg.margin)
                 if classify:
-                    loss += class_losses(out, y, multi, nocall)
+                    w = None if cw is None else tf.gather(cw, tf.maximum(y, 0))
+                    loss += class_losses(out, y, multi, nocall, w)
             loss += tf.add_n(model.losses) if model.losses else 0.0
             scaled = optimizer.get_scaled_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, model.trainable_variables)
@@ -557,6 +622,12 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         raise TrainError(f"--lr_schedule {cfg.lr_schedule!r}: choose cosine or constant")
     if cfg.loss not in LOSSES:
         raise TrainError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
+    if not 0.0 <= cfg.balance_alpha <= 1.0:
+        raise TrainError(f"--balance_alpha {cfg.balance_alpha:g}: choose a value from 0 (every class equally "
+                         "often) to 1 (classes as often as their chunks come)")
+    if not cfg.max_reads >= 1.0:
+        raise TrainError(f"--max_reads {cfg.max_reads:g}: at least 1 (one chunk read per example, no balancing "
+                         "by sampling) is needed")
     if cfg.model not in models.REGISTRY:
         raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
     data = Data(cfg, feature_cfg)  # checks the input before anything is written
@@ -586,7 +657,10 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     best_path = fileio.join(cfg.ckpt_dir, "best", "weights")
     writer = tf.summary.create_file_writer(fileio.join(cfg.ckpt_dir, "logs"))
 
-    step_fn = make_train_step(model, optimizer, cfg)
+    step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None)
+    if data.plan:
+        log(f"train: class sampling reads {data.plan['reads']:.2f} chunks per example (--max_reads "
+            f"{cfg.max_reads:g}); loss weights {data.plan['weight'].min():.2f}-{data.plan['weight'].max():.2f}")
     it = iter(train_ds)
     has_val = bool(data._files("val", "chunks")) and data.count("val", "chunks") > 0
     history = []

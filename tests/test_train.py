@@ -336,3 +336,53 @@ def test_class_balanced_sampling_reads_the_data_once_and_evens_the_classes():
     # positions only go forward until the data starts again
     assert (np.diff(xs) < 0).sum() <= 3000 * 5 / 150 + 5  # wraps: one per pass (~5 chunks read per example)
     assert train.balanced(src, np.zeros(4), seed=0) is src  # nothing to balance
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_sampling_plan_bounds_reads_and_its_weights_restore_the_target_shares(alpha):
+    # a 400-species long tail (Zipf, rarest 1 chunk) and a non-bird class last
+    counts = np.r_[np.maximum(1, (2000 / np.arange(1, 401) ** 1.1).astype(int)), 3000]
+    exact = train.sampling_plan(counts, nocall=400, nocall_share=0.25, alpha=alpha, max_reads=float("inf"))
+    plan = train.sampling_plan(counts, nocall=400, nocall_share=0.25, alpha=alpha, max_reads=3.0)
+    assert plan["reads"] <= 3.0 + 1e-6 and plan["reads"] <= exact["reads"] + 1e-6
+    # drawn share x weight is the target mixture; the weights average 1 over drawn examples
+    np.testing.assert_allclose(plan["sampled"] * plan["weight"], plan["target"], rtol=1e-4, atol=1e-9)
+    assert (plan["sampled"] * plan["weight"]).sum() == pytest.approx(1.0)
+    assert plan["target"][400] == pytest.approx(0.25) or alpha == 1.0
+    birds = plan["target"][:400]
+    np.testing.assert_allclose(birds / birds[0], (counts[:400] / counts[0]) ** alpha, rtol=1e-6)
+    if alpha == 0.0:
+        assert exact["reads"] > 10  # what plain rejection sampling would cost on this tail
+        assert plan["weight"].max() > 1.5  # rare classes come less often, and weigh more
+
+
+def test_sampled_classes_follow_the_plan():
+    import tensorflow as tf
+
+    y = np.array([0] * 200 + [1] * 10 + [2] * 40, np.int64)
+    counts = np.bincount(y)
+    plan = train.sampling_plan(counts, max_reads=1.5)
+    src = tf.data.Dataset.from_tensor_slices((np.arange(len(y)), y)).repeat()
+    ys = np.array([c for _, c in train.balanced(src, counts, seed=1, max_reads=1.5).take(4000).as_numpy_iterator()])
+    np.testing.assert_allclose(np.bincount(ys) / len(ys), plan["sampled"], atol=0.03)
+
+
+def test_class_losses_weigh_examples_by_their_class():
+    import tensorflow as tf
+
+    out = {"logits": tf.constant([[3.0, -3.0, -3.0], [3.0, -3.0, -3.0]]), "bird": tf.constant([2.0, 2.0])}
+    y = tf.constant([0, 1])  # the first is right, the second wrong
+    multi = tf.one_hot(y, 3)
+    plain = float(train.class_losses(out, y, multi, nocall=2))
+    heavy_wrong = float(train.class_losses(out, y, multi, nocall=2, weight=tf.constant([1.0, 3.0])))
+    assert heavy_wrong > plain
+    assert float(train.class_losses(out, y, multi, nocall=2, weight=tf.constant([1.0, 1.0]))) == pytest.approx(plain)
+
+
+@pytest.mark.parametrize("flags, says", [({"balance_alpha": 1.5}, "--balance_alpha"),
+                                          ({"max_reads": 0.5}, "--max_reads")])
+def test_out_of_range_sampling_flags_are_refused(tmp_path, flags, says):
+    cfg = train.TrainConfig(data_path=str(tmp_path / "nowork"), ckpt_dir=str(tmp_path / "ck"), **flags)
+    with pytest.raises(train.TrainError, match=says):
+        train.run(cfg, log=lambda s: None)
+    assert not (tmp_path / "ck").exists()
