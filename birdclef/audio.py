@@ -29,6 +29,8 @@ REASONS = {
     "truncated": ("file is cut short or its header is malformed", "re-download the file; an interrupted copy leaves such files"),
     "not_audio": ("file is not an audio format libsndfile can read", "convert it to ogg/flac/wav/mp3, or remove it from the dataset"),
     "too_short": ("recording is shorter than the minimum duration", "drop it, or lower --min-duration if such short clips are wanted"),
+    "non_finite": ("recording holds NaN or infinite samples (a float file written by a broken tool)",
+                   "re-export the recording as 16-bit PCM, or repair the float samples (e.g. sox in.wav -b 16 out.wav)"),
     "silent": ("recording is all silence (digital zeros or a constant)", "check the recorder/export; the file carries no signal"),
     "unreadable": ("file could not be decoded", "re-encode the file with a standard tool (ffmpeg, sox)"),
 }
@@ -168,6 +170,7 @@ def stream(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
         if sr_in != cfg.sample_rate:
             resampler = soxr.ResampleStream(sr_in, cfg.sample_rate, 1, dtype="float32")
         got = 0
+        bad = 0  # non-finite samples: they would turn every feature and the training loss into NaN
         lo, hi = np.inf, -np.inf
         while True:
             try:
@@ -179,6 +182,10 @@ def stream(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
             last = n < block or got >= expected
             if n:
                 x = _to_mono(x)
+                finite = np.isfinite(x)
+                if not finite.all():
+                    bad += int((~finite).sum())
+                    x = np.where(finite, x, np.float32(0.0))  # never handed on; the file is refused below
                 lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
             if resampler is not None:
                 x = resampler.resample_chunk(x if n else np.zeros(0, np.float32), last=last)
@@ -188,6 +195,8 @@ def stream(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
                 break
     if got == 0:
         raise AudioError(path, "truncated", "no audio frames could be decoded")
+    if bad:
+        raise AudioError(path, "non_finite", f"{bad} of {got} samples are NaN or infinite")
     if check and (expected - got) / sr_in > _TRUNCATION_TOLERANCE_S:
         raise AudioError(path, "truncated", f"decoded {got / sr_in:.2f} s of {expected / sr_in:.2f} s announced")
     if check and not allow_silent and hi - lo <= _SILENCE_PTP:

@@ -34,10 +34,10 @@ def add_synth_args(p: argparse.ArgumentParser) -> None:
     from birdclef.data.synth import SynthConfig
 
     d = SynthConfig()
-    p.add_argument("--species", type=int, default=d.species, help="number of synthetic species (default %(default)s)")
-    p.add_argument("--recordings-per-species", type=int, default=d.recordings_per_species,
+    p.add_argument("--species", type=ranged(int, 1), default=d.species, help="number of synthetic species (default %(default)s)")
+    p.add_argument("--recordings-per-species", type=ranged(int, 1), default=d.recordings_per_species,
                    help="recordings per species (default %(default)s)")
-    p.add_argument("--soundscapes", type=int, default=d.soundscapes,
+    p.add_argument("--soundscapes", type=ranged(int, 0), default=d.soundscapes,
                    help="labelled 30 s soundscapes in train_soundscapes/ (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed; same seed, same data (default %(default)s)")
 
@@ -107,6 +107,11 @@ def cmd_validate(args) -> int:
 # ---------------------------------------------------------------- preprocess
 def cmd_preprocess(args) -> int:
     from birdclef import preprocess
+
+    if args.test_percent + args.val_percent >= 1:
+        _err(f"--test-percent {args.test_percent:g} and --val-percent {args.val_percent:g} leave nothing to train "
+             "on; fix: make their sum less than 1 (e.g. 0.1 and 0.1)")
+        return EXIT_BAD_INPUT
 
     cfg = preprocess.PreprocessConfig(
         data_dir=args.data_dir, metadata_file=args.metadata_file, test_percent=args.test_percent,
@@ -236,20 +241,54 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="also draw the main metrics of the models side by side in this PNG")
 
 
+def ranged(kind=float, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
+    """An argparse type: a number of `kind` in [lo, hi] (open ends where said), else one line naming
+    the allowed range (argparse adds the flag and exits 2). NaN is never in range."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+    def parse(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not {'a whole number' if kind is int else 'a number'}; give one in {span}") from None
+        bad = x != x or (lo is not None and (x < lo or (lo_open and x == lo))) or \
+            (hi is not None and (x > hi or (hi_open and x == hi)))
+        if bad:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give a value in {span}")
+        return x
+
+    return parse
+
+
+def share(value: str) -> float:
+    """A share of recordings given as a fraction (0.1) or a percent (10): one meaning, said aloud.
+
+    [0, 1) is a fraction; [1, 100) a percent, converted and reported; anything else is refused."""
+    x = ranged(float, 0, 100, hi_open=True)(value)
+    if x >= 1:
+        print(f"birdclef: note: {value} read as {x:g} % (a fraction of {x / 100:g})", file=sys.stderr)
+        return x / 100
+    return x
+
+
 def _threshold(value: str):
     if value == "val":
         return value
     try:
-        return float(value)
+        x = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor val") from None
+    return ranged(float, 0, 1, lo_open=True)(value) if x == x else ranged(float, 0, 1)(value)
 
 
 def add_threshold_arg(p: argparse.ArgumentParser, allow_val: bool = False) -> None:
     text = "bird score that labels a window (default %(default)s)"
     if allow_val:
         text += ", or val: the threshold `birdclef evaluate` chose on the validation split (from CKPT_DIR/evaluation.json)"
-    p.add_argument("--threshold", type=_threshold if allow_val else float, default=0.5, help=text)
+    p.add_argument("--threshold", type=_threshold if allow_val else ranged(float, 0, 1, lo_open=True, hi_open=True),
+                   default=0.5, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate a synthetic BirdCLEF-layout dataset in WORK_DIR/data and run "
                                    "every available stage on it, then list what was made.")
     p.add_argument("--work-dir", default="birdclef-demo", help="where everything goes (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs of the demo model (default %(default)s)")
+    p.add_argument("--epochs", type=ranged(int, 1), default=15, help="training epochs of the demo model (default %(default)s)")
     add_synth_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -276,13 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="BirdCLEF-layout dataset root")
     p.add_argument("--metadata-file", default="train_metadata.csv",
                    help="metadata CSV, relative to --data-dir or a full path (default %(default)s)")
-    p.add_argument("--test-percent", type=float, default=0.1, help="fraction per species for test (default %(default)s)")
-    p.add_argument("--val-percent", type=float, default=0.1, help="fraction per species for validation (default %(default)s)")
+    p.add_argument("--test-percent", type=share, default=0.1, help="share of recordings per species for test: a fraction (0.1) or a percent (10) (default %(default)s)")
+    p.add_argument("--val-percent", type=share, default=0.1, help="share of recordings per species for validation, as --test-percent (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.add_argument("--nonbird-dir", action="append", help="folder of non-bird audio (label nocall); repeatable")
-    p.add_argument("--nonbird-holdout", type=float, default=0.3,
+    p.add_argument("--nonbird-holdout", type=ranged(float, 0, 1, hi_open=True), default=0.3,
                    help="share of non-bird clips per source held out, half val, half test (default %(default)s)")
-    p.add_argument("--min-duration", type=float, default=0.25, help="shortest usable recording, s (default %(default)s)")
+    p.add_argument("--min-duration", type=ranged(float, 0), default=0.25, help="shortest usable recording, s (default %(default)s)")
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("transform", help="Beam + TF Transform: chunks, log-mels, normalisation, TFRecords",
@@ -303,32 +342,32 @@ def build_parser() -> argparse.ArgumentParser:
                                    "same command again resumes after the last finished epoch.")
     p.add_argument("--data_path", help="work directory holding transform/ (local or gs://)")
     p.add_argument("--ckpt_dir", help="checkpoints, TensorBoard logs, metrics and the exported SavedModel")
-    p.add_argument("--batch_size", type=int, default=d.batch_size, help="default %(default)s")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    p.add_argument("--batch_size", type=ranged(int, 1), default=d.batch_size, help="default %(default)s")
+    p.add_argument("--epochs", type=ranged(int, 1), default=d.epochs, help="default %(default)s")
     p.add_argument("--cache_dir", help="cache parsed input here (reused across runs while the data is the same)")
-    p.add_argument("--data_percent", type=float, default=d.data_percent,
+    p.add_argument("--data_percent", type=ranged(float, 0, 100, lo_open=True), default=d.data_percent,
                    help="percent of recordings per species to train on (default %(default)s)")
     p.add_argument("--model", default=d.model, help="architecture, or 'list' (default %(default)s)")
     p.add_argument("--loss", default=d.loss, choices=LOSSES, help="default %(default)s")
-    p.add_argument("--embedding_dim", type=int, default=d.embedding_dim, help="default %(default)s")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--margin", type=float, default=d.margin, help="triplet margin (default %(default)s)")
+    p.add_argument("--embedding_dim", type=ranged(int, 1), default=d.embedding_dim, help="default %(default)s")
+    p.add_argument("--lr", type=ranged(float, 0, lo_open=True), default=d.lr, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--margin", type=ranged(float, 0), default=d.margin, help="triplet margin (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    p.add_argument("--early_stopping", type=int, default=0, help="stop after N epochs without validation gain")
-    p.add_argument("--steps_per_epoch", type=int, default=0, help="0: one pass over the training data")
+    p.add_argument("--early_stopping", type=ranged(int, 0), default=0, help="stop after N epochs without validation gain")
+    p.add_argument("--steps_per_epoch", type=ranged(int, 0), default=0, help="0: one pass over the training data")
     p.add_argument("--no_jit", action="store_true", help="turn off XLA jit_compile for the train step")
     p.add_argument("--mixed_precision", action="store_true", help="float16 compute (for GPUs)")
     p.add_argument("--augment", default=d.augment,
                    help=f"training augmentations, comma separated, or all / none (default {d.augment})")
     p.add_argument("--lr_schedule", default=d.lr_schedule, choices=("cosine", "constant"),
                    help="cosine: linear warm-up, then cosine decay to 5%% of --lr (default %(default)s)")
-    p.add_argument("--warmup_epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
-    p.add_argument("--nocall_share", type=float, default=d.nocall_share,
+    p.add_argument("--warmup_epochs", type=ranged(float, 0), default=d.warmup_epochs, help="default %(default)s")
+    p.add_argument("--nocall_share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
-    p.add_argument("--balance_alpha", type=float, default=d.balance_alpha,
+    p.add_argument("--balance_alpha", type=ranged(float, 0, 1), default=d.balance_alpha,
                    help="class shares in training batches go as (chunks of the class) ** alpha: 0 every class "
                         "equally often, 1 as often as the data holds them (default %(default)s)")
-    p.add_argument("--max_reads", type=float, default=d.max_reads,
+    p.add_argument("--max_reads", type=ranged(float, 1), default=d.max_reads,
                    help="at most this many chunks are read per training example to balance classes; loss "
                         "weights make up the rest (default %(default)s)")
     p.set_defaults(func=cmd_train)
@@ -368,11 +407,35 @@ def build_parser() -> argparse.ArgumentParser:
                                    "they name. Exit 1 when no file is usable; with --strict, 2 on any problem.")
     p.add_argument("--data-dir", required=True, help="BirdCLEF-layout root (local path or gs://, s3://)")
     p.add_argument("--decode", action="store_true", help="fully decode every file (slower; finds truncation and silence)")
-    p.add_argument("--min-duration", type=float, default=0.25, help="shortest usable recording, s (default %(default)s)")
+    p.add_argument("--min-duration", type=ranged(float, 0), default=0.25, help="shortest usable recording, s (default %(default)s)")
     p.add_argument("--report", help="also write the problems as JSON to this path")
     p.add_argument("--strict", action="store_true", help="exit 2 when any problem is found")
     p.set_defaults(func=cmd_validate)
     return parser
+
+
+_FULL = ("No space left on device", "Disk quota exceeded")
+
+
+def disk_full(e: BaseException) -> str | None:
+    """For an error caused by a full disk (or quota), the path it names ('' when none); else None.
+
+    Looks through the chain of causes, as Beam and TensorFlow wrap the OSError of the write."""
+    import errno
+    import re
+
+    seen: BaseException | None = e
+    for _ in range(20):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(seen.filename or "")
+        text = str(seen)
+        if any(f in text for f in _FULL):
+            m = re.search(r"""(?:[a-z0-9]+://|/)[^\s'":,;]+""", text)
+            return m.group(0) if m else ""
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -407,6 +470,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; run the same command again to resume")
         return 130
+    except Exception as e:  # noqa: BLE001 - only a full disk is answered here, anything else propagates
+        where = disk_full(e)
+        if where is None:
+            raise
+        _err(f"no space left on the device{' writing ' + where if where else ''}; fix: free space there (or "
+             "point --out / --work-dir / --ckpt_dir at another disk) and run the same command again: "
+             "finished parts are kept and the run resumes")
+        return EXIT_NOTHING_PROCESSED
 
 
 if __name__ == "__main__":

@@ -73,6 +73,15 @@ def row_prefix(path: str) -> str:
     return stem
 
 
+def row_prefixes(paths: list[str]) -> dict[str, str]:
+    """row_prefix per input, made unique: inputs sharing one (a/x.ogg and b/x.ogg, or two recordings of
+    one BirdCLEF audio_id and site on other dates) get a short hash of their path added, so no row_id
+    of submission.csv is given twice."""
+    pre = {p: row_prefix(p) for p in paths}
+    counts = pd.Series(list(pre.values()), dtype=str).value_counts()
+    return {p: s if counts[s] == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p, s in pre.items()}
+
+
 def n_windows(n_samples: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
     """How many 5 s windows a recording of n_samples gets (see the module doc)."""
     win = int(round(cfg.window_s * cfg.sample_rate))
@@ -215,16 +224,25 @@ def output_stems(paths: list[str]) -> dict[str, str]:
     return {p: s if counts[s] == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p, s in stems.items()}
 
 
-def input_files(inputs: list[str]) -> list[str]:
-    """Audio files named directly or found (recursively) in folders."""
-    files = []
+def input_files(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """Audio files named directly or found (recursively) in folders, each once: a file reached twice
+    (named and inside a named folder, or by two spellings of its path) keeps its first spelling.
+    Returns (files, the later spellings left out)."""
+    files, seen, twice = [], set(), []
     for p in inputs:
         if any(p.lower().endswith(s) for s in audio.AUDIO_SUFFIXES):
-            files.append(p)
+            found = [p]
         else:
             found = fileio.list_files(p, audio.AUDIO_SUFFIXES) if fileio.exists(p) else []
-            files.extend(found if found else [p])  # a missing path is reported per file, below
-    return files
+            found = found or [p]  # a missing path is reported per file, below
+        for f in found:
+            key = f if fileio.is_remote(f) else os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+            else:
+                twice.append(f)
+    return files, twice
 
 
 def model_fingerprint(serve, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
@@ -267,7 +285,10 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
         threshold = val_threshold(model_path, export_dir)
         log(f"predict: threshold {threshold}, chosen on validation data by `birdclef evaluate`")
     threshold = float(threshold)
-    files = input_files(inputs)
+    files, twice = input_files(inputs)
+    if twice:
+        log(f"predict: {len(twice)} input(s) reached twice read once: {', '.join(twice[:3])}"
+            f"{' ...' if len(twice) > 3 else ''}")
     if not files:
         raise PredictError(f"no audio files ({', '.join(audio.AUDIO_SUFFIXES)}) in {', '.join(inputs)}")
     params = {"model": export_dir, "model_fingerprint": model_fingerprint(serve, cfg), "threshold": threshold,
@@ -303,6 +324,8 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     if not results:
         raise PredictError(f"none of the {len(files)} input files could be used; see {out}/quarantine.csv")
     scores = pd.concat(results, ignore_index=True)
+    prefixes = row_prefixes(list(scores["file"].unique()))
+    scores["row_id"] = scores["file"].map(prefixes) + "_" + scores["end_s"].round().astype(int).astype(str)
     scores.insert(4, "birds", label_windows(scores, classes, threshold))
     fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
     fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))

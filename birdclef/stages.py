@@ -44,8 +44,9 @@ def claim(params_file: str, params: dict, what: str, fix: str, key: str = "param
     run with the same parameters goes on (resumes), one with other parameters is
     refused with a StageConflict naming them, so two settings never mix in one output."""
     new = _canonical(params)
-    if fileio.exists(params_file):
-        old = json.loads(fileio.read_text(params_file))[key]
+    recorded = fileio.read_json(params_file)  # None: absent, or empty / cut short: recorded anew
+    if isinstance(recorded, dict) and key in recorded:
+        old = recorded[key]
         if old != new:
             raise StageConflict(f"{fileio.dirname(params_file)} holds {what} made with another "
                                 f"{', '.join(_differing(old, new))}; fix: {fix} (nothing was overwritten)")
@@ -62,9 +63,8 @@ def is_done(out_dir: str, params: dict, stage: str) -> bool:
     Raises StageConflict when it was finished with other parameters. A folder
     without a marker is an interrupted run: the stage runs again into it.
     """
-    m = marker(out_dir)
-    if fileio.exists(m):
-        done = json.loads(fileio.read_text(m))
+    done = fileio.read_json(marker(out_dir))  # empty or cut short: not finished, the stage runs again
+    if isinstance(done, dict):
         if done.get("params") == _canonical(params):
             return True
         diff = _differing(done.get("params", {}), _canonical(params))

@@ -622,6 +622,13 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         raise TrainError(f"--lr_schedule {cfg.lr_schedule!r}: choose cosine or constant")
     if cfg.loss not in LOSSES:
         raise TrainError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
+    for name, value, low in (("epochs", cfg.epochs, 1), ("batch_size", cfg.batch_size, 1),
+                             ("embedding_dim", cfg.embedding_dim, 1), ("steps_per_epoch", cfg.steps_per_epoch, 0)):
+        if value < low:
+            raise TrainError(f"--{name} {value}: give at least {low}")
+    if not cfg.lr > 0 or not 0 < cfg.data_percent <= 100:
+        raise TrainError(f"--lr {cfg.lr:g} / --data_percent {cfg.data_percent:g}: the learning rate must be > 0 "
+                         "and the percent of recordings in (0, 100]")
     if not 0.0 <= cfg.balance_alpha <= 1.0:
         raise TrainError(f"--balance_alpha {cfg.balance_alpha:g}: choose a value from 0 (every class equally "
                          "often) to 1 (classes as often as their chunks come)")
@@ -657,13 +664,15 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     best_path = fileio.join(cfg.ckpt_dir, "best", "weights")
     writer = tf.summary.create_file_writer(fileio.join(cfg.ckpt_dir, "logs"))
 
+    history_path = fileio.join(cfg.ckpt_dir, "history.json")
+    # the epochs of the checkpoint restored (an epoch recorded but not checkpointed is trained again)
+    history = [h for h in (fileio.read_json(history_path) or []) if h.get("epoch", 0) <= int(epoch_var.numpy())]
     step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None)
     if data.plan:
         log(f"train: class sampling reads {data.plan['reads']:.2f} chunks per example (--max_reads "
             f"{cfg.max_reads:g}); loss weights {data.plan['weight'].min():.2f}-{data.plan['weight'].max():.2f}")
     it = iter(train_ds)
     has_val = bool(data._files("val", "chunks")) and data.count("val", "chunks") > 0
-    history = []
     start_epoch = int(epoch_var.numpy())
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         if cfg.early_stopping and int(stale_var.numpy()) >= cfg.early_stopping:
@@ -672,9 +681,15 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         t0 = time.perf_counter()
         losses = []
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="step", disable=None, leave=False)
-        for _ in bar:
+        for i in bar:
             x, y = next(it)
             losses.append(float(step_fn(x, y)))
+            if not np.isfinite(losses[-1]):
+                raise TrainError(
+                    f"the training loss became {losses[-1]} at epoch {epoch}, step {i + 1}: the input holds "
+                    "non-finite values or the learning rate is too high; fix: run `birdclef validate --decode` on "
+                    "the data (files with NaN/Inf samples are refused as non_finite) or lower --lr, then train "
+                    f"again (epochs up to {epoch - 1} are kept in {cfg.ckpt_dir}; nothing was exported)")
             bar.set_postfix(loss=f"{losses[-1]:.3f}",
                             ex_s=f"{len(losses) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
         dt = time.perf_counter() - t0
@@ -695,8 +710,9 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         else:
             stale_var.assign_add(1)
         epoch_var.assign(epoch)
-        manager.save(checkpoint_number=epoch)
         history.append(entry)
+        fileio.write_json(history_path, history)  # before the checkpoint: a kill between trains it again
+        manager.save(checkpoint_number=epoch)
         log("train: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()
                                   if v is not None))
 

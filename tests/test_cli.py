@@ -124,6 +124,19 @@ def _check_predict(work, out, shared_data, capsys):
     assert list(val_scores.birds) == predict.label_windows(val_scores, predict.load_model(str(work / "model"))[1],
                                                            chosen)
     assert json.loads((val_out / "predict.json").read_text())["params"]["threshold"] == chosen
+    # a file reached twice (its folder and itself) is read once; a namesake elsewhere gets its own row ids
+    import shutil
+
+    twin = out.parent / "twin"
+    twin.mkdir()
+    shutil.copy(soundscapes[0], twin / soundscapes[0].name)
+    dup_out = out.parent / (out.name + "-dup")
+    assert cli.main(["predict", inputs[0], str(soundscapes[0]), str(twin), "--ckpt_dir", str(work / "model"),
+                     "--out", str(dup_out)]) == 0
+    assert "1 input(s) reached twice read once" in capsys.readouterr().out
+    sub = pd.read_csv(dup_out / "submission.csv", keep_default_na=False)
+    windows = [predict.n_windows(round(audio.duration(str(f)) * 32000)) for f in [*soundscapes, soundscapes[0]]]
+    assert sub.row_id.is_unique and len(sub) == sum(windows)
 
 
 def test_synth_refuses_foreign_dataset(tmp_path, capsys):

@@ -154,6 +154,10 @@ def test_resume_continues_from_saved_epoch_and_optimizer(work, tmp_path):
     assert sum(l.startswith("train: epoch") for l in logs) == 1  # only epoch 2 ran
     assert _ckpt_value(ckpt, "epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
     assert _ckpt_value(ckpt, "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    # the history of every epoch survives the resume, and a rerun of the finished command
+    assert [h["epoch"] for h in json.load(open(f"{ckpt}/metrics.json"))["history"]] == [1, 2]
+    train.run(dataclasses.replace(cfg, epochs=2), log=lambda s: None)
+    assert [h["epoch"] for h in json.load(open(f"{ckpt}/metrics.json"))["history"]] == [1, 2]
     from birdclef.stages import StageConflict
 
     with pytest.raises(StageConflict, match="model"):
@@ -382,6 +386,27 @@ def test_class_losses_weigh_examples_by_their_class():
 @pytest.mark.parametrize("flags, says", [({"balance_alpha": 1.5}, "--balance_alpha"),
                                           ({"max_reads": 0.5}, "--max_reads")])
 def test_out_of_range_sampling_flags_are_refused(tmp_path, flags, says):
+    cfg = train.TrainConfig(data_path=str(tmp_path / "nowork"), ckpt_dir=str(tmp_path / "ck"), **flags)
+    with pytest.raises(train.TrainError, match=says):
+        train.run(cfg, log=lambda s: None)
+    assert not (tmp_path / "ck").exists()
+
+
+def test_a_non_finite_loss_stops_training_before_anything_is_exported(work, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(train, "make_train_step", lambda *a, **k: (lambda x, y: tf.constant(float("nan"))))
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=str(tmp_path / "ck"), batch_size=8, epochs=2,
+                            steps_per_epoch=2, jit_compile=False)
+    with pytest.raises(train.TrainError, match=r"became nan at epoch 1, step 1.*validate --decode"):
+        train.run(cfg, log=lambda s: None)
+    assert not (tmp_path / "ck" / "export").exists() and not (tmp_path / "ck" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("flags, says", [({"epochs": 0}, "--epochs"), ({"epochs": -1}, "--epochs"),
+                                          ({"batch_size": 0}, "--batch_size"), ({"lr": 0.0}, "--lr"),
+                                          ({"data_percent": 0.0}, "--data_percent")])
+def test_out_of_range_training_values_are_refused_before_anything_is_written(tmp_path, flags, says):
     cfg = train.TrainConfig(data_path=str(tmp_path / "nowork"), ckpt_dir=str(tmp_path / "ck"), **flags)
     with pytest.raises(train.TrainError, match=says):
         train.run(cfg, log=lambda s: None)

@@ -1,0 +1,164 @@
+"""Adversarial input: non-finite audio, full disks, half-written bookkeeping, hostile flag values,
+inputs given twice (issue 13)."""
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from birdclef import audio, cli, fileio, predict, stages
+
+
+def _wav(path, x, sr=32000):
+    sf.write(str(path), np.asarray(x, np.float32), sr, subtype="FLOAT")
+    return str(path)
+
+
+@pytest.mark.parametrize("bad, count", [(np.nan, 10), (np.inf, 2)])
+def test_non_finite_samples_are_a_reason_of_their_own_with_their_count(tmp_path, bad, count):
+    x = 0.1 * np.sin(np.arange(32000 * 6) / 7.0)
+    x[1000:1000 + count] = bad
+    path = _wav(tmp_path / "nan.wav", x)
+    with pytest.raises(audio.AudioError) as e:
+        audio.load(path)
+    assert e.value.reason == "non_finite" and f"{count} of" in str(e.value) and "fix" not in e.value.reason
+    # a short all-NaN file is not `silent`: its samples are broken, not quiet
+    with pytest.raises(audio.AudioError) as e:
+        audio.load(_wav(tmp_path / "short.wav", np.full(8000, np.nan)))
+    assert e.value.reason == "non_finite"
+
+
+def test_validate_decode_reports_non_finite_files(tmp_path, capsys, synth_small):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_small, data)
+    victim = sorted((data / "train_short_audio").rglob("*.ogg"))[0]
+    x = audio.load(str(victim))
+    x[:5] = np.nan
+    # vorbis cannot hold NaN: a float WAV under the .ogg name (libsndfile reads by content, not suffix)
+    sf.write(str(victim), x, 32000, format="WAV", subtype="FLOAT")
+    assert cli.main(["validate", "--data-dir", str(data), "--decode"]) == 0
+    out = capsys.readouterr().out
+    assert f"{victim}: non_finite" in out and "5 of" in out
+
+
+def test_writes_are_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "run.json"
+    fileio.write_json(str(path), {"a": 1})
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError):
+        fileio.write_json(str(path), {"a": 2})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["run.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("content", ["", '{"params": {"thr', "\x00\x00"])
+def test_empty_or_cut_bookkeeping_files_are_redone_not_fatal(tmp_path, content):
+    params_file = tmp_path / "predict.json"
+    params_file.write_text(content)
+    stages.claim(str(params_file), {"threshold": 0.5}, "predictions", "choose another --out")
+    assert json.loads(params_file.read_text())["params"] == {"threshold": 0.5}
+    (tmp_path / "_SUCCESS.json").write_text(content)
+    assert stages.is_done(str(tmp_path), {"x": 1}, "stage") is False  # not finished: it runs again
+
+
+def test_a_full_disk_ends_with_one_line_naming_the_path_and_a_rerun_finishes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "synth"
+    real = fileio.write_bytes
+    calls = [0]
+
+    def fills_up(path, data):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real(path, data)
+
+    monkeypatch.setattr(fileio, "write_bytes", fills_up)
+    args = ["synth", "--out", str(out), "--species", "2", "--recordings-per-species", "2", "--soundscapes", "0"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "no space left" in err and str(out) in err and "run the same command again" in err
+    monkeypatch.setattr(fileio, "write_bytes", real)
+    assert cli.main(args) in (0, 2)  # synth refuses a folder it did not finish, or remakes it
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+
+def test_full_disk_is_found_through_wrapped_errors():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/w/transform/tft/x.tfrecord")
+        except OSError as e:
+            raise RuntimeError("Beam stage failed") from e
+    except RuntimeError as wrapped:
+        assert cli.disk_full(wrapped) == "/w/transform/tft/x.tfrecord"
+    assert cli.disk_full(RuntimeError("ResourceExhausted: /ck/ckpt-3.index; No space left on device")) == \
+        "/ck/ckpt-3.index"
+    assert cli.disk_full(ValueError("something else")) is None
+
+
+HOSTILE = [
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--epochs", "0"], "--epochs"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--epochs", "-1"], "--epochs"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--batch_size", "0"], "--batch_size"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--lr", "0"], "--lr"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--lr", "nan"], "--lr"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--data_percent", "0"], "--data_percent"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--data_percent", "150"], "--data_percent"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--steps_per_epoch", "-3"], "--steps_per_epoch"),
+    (["train", "--data_path", "w", "--ckpt_dir", "c", "--max_reads", "0.5"], "--max_reads"),
+    (["evaluate", "c", "--work-dir", "w", "--threshold", "1.5"], "--threshold"),
+    (["evaluate", "c", "--work-dir", "w", "--threshold", "0"], "--threshold"),
+    (["predict", "x.ogg", "--ckpt_dir", "c", "--out", "o", "--threshold", "nan"], "--threshold"),
+    (["preprocess", "--work-dir", "w", "--data-dir", "d", "--test-percent", "nan"], "--test-percent"),
+    (["preprocess", "--work-dir", "w", "--data-dir", "d", "--test-percent", "150"], "--test-percent"),
+    (["preprocess", "--work-dir", "w", "--data-dir", "d", "--test-percent", "0.6", "--val-percent", "0.5"],
+     "--val-percent"),
+    (["validate", "--data-dir", "d", "--min-duration", "-1"], "--min-duration"),
+    (["synth", "--out", "o", "--species", "0"], "--species"),
+    (["synth", "--out", "o", "--recordings-per-species", "0"], "--recordings-per-species"),
+    (["synth", "--out", "o", "--soundscapes", "-1"], "--soundscapes"),
+    (["demo", "--epochs", "0"], "--epochs"),
+]
+
+
+@pytest.mark.parametrize("args, flag", HOSTILE, ids=[" ".join(a[-2:]) for a, _ in HOSTILE])
+def test_out_of_range_values_are_refused_at_once_naming_the_flag(tmp_path, monkeypatch, capsys, args, flag):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:  # argparse: exit 2 after one error line (and its usage line)
+        rc = cli.main(args)
+        raise SystemExit(rc)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # nothing was written
+
+
+def test_a_percent_given_as_a_whole_number_is_read_as_percent_and_said(capsys):
+    assert cli.share("10") == pytest.approx(0.1)
+    assert "10 %" in capsys.readouterr().err
+    assert cli.share("0.1") == pytest.approx(0.1)
+
+
+def test_inputs_reached_twice_are_read_once_and_row_ids_never_repeat(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for d in (a, b):
+        (d / "x.ogg").write_bytes(b"")
+    (a / "y.ogg").write_bytes(b"")
+    files, twice = predict.input_files([str(a), str(a / "x.ogg"), str(a / ".." / "a" / "y.ogg"), str(b)])
+    assert files == [str(a / "x.ogg"), str(a / "y.ogg"), str(b / "x.ogg")]
+    assert len(twice) == 2
+    prefixes = predict.row_prefixes(files)
+    assert len(set(prefixes.values())) == 3 and prefixes[str(a / "y.ogg")] == "y"
+    assert prefixes[str(a / "x.ogg")].startswith("x-") and prefixes[str(b / "x.ogg")].startswith("x-")
