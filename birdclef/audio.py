@@ -9,6 +9,8 @@ the path, a short machine reason and a sentence a person can act on.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import dataclasses
 from typing import Iterator
 
@@ -32,6 +34,8 @@ REASONS = {
     "non_finite": ("recording holds NaN or infinite samples (a float file written by a broken tool)",
                    "re-export the recording as 16-bit PCM, or repair the float samples (e.g. sox in.wav -b 16 out.wav)"),
     "silent": ("recording is all silence (digital zeros or a constant)", "check the recorder/export; the file carries no signal"),
+    "permission_denied": ("the file cannot be read with this user's permissions",
+                          "give the user running birdclef read access (e.g. chmod a+r FILE), or copy the file"),
     "unreadable": ("file could not be decoded", "re-encode the file with a standard tool (ffmpeg, sox)"),
 }
 
@@ -91,8 +95,13 @@ def _open(path: str):
         raise AudioError(path, "missing", f"{type(e).__name__}: {e}") from e
     with contextlib.ExitStack() as stack:
         src = path
-        if fileio.is_remote(path):
-            src = stack.enter_context(fileio.open_file(path, "rb"))
+        try:
+            if fileio.is_remote(path):
+                src = stack.enter_context(fileio.open_file(path, "rb"))
+            elif not os.access(path, os.R_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", path)
+        except PermissionError as e:
+            raise AudioError(path, "permission_denied", str(e)) from e
         try:
             snd = stack.enter_context(sf.SoundFile(src))
         except sf.LibsndfileError as e:
@@ -106,6 +115,8 @@ def _classify_open_error(path: str) -> str:
     try:
         with fileio.open_file(path, "rb") as f:
             head = f.read(16)
+    except PermissionError:
+        return "permission_denied"
     except Exception:
         return "unreadable"
     return "truncated" if head.startswith(_MAGIC) else "not_audio"

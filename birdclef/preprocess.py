@@ -88,7 +88,8 @@ def run(work_dir: str, cfg: PreprocessConfig, log=print) -> dict:
     quarantine += [{**r, "stage": "preprocess"} for r in ds.rejected]
     birds = pd.DataFrame({
         "recording_id": ds.metadata["primary_label"] + "/" + ds.metadata["filename"],
-        "label": ds.metadata["primary_label"], "secondary_labels": ds.metadata["secondary_labels"],
+        "label": ds.metadata["primary_label"],
+        "secondary_labels": [repr(list(s)) for s in ds.metadata["secondary"]],  # parsed: a malformed cell is []
         "source": "train_short_audio", "category": ds.metadata["primary_label"], "path": ds.metadata["path"],
     })
     nonbird = pd.DataFrame(_nonbird_recordings(cfg.nonbird_dirs), columns=[*birds.columns, "source_type"])

@@ -46,13 +46,42 @@ def test_broken_csv_reports_every_problem_at_once(tmp_path, shared_data):
     assert "line 3: empty primary_label" in joined
     assert "line 4: audio file missing" in joined and "gone.ogg" in joined
     assert "line 5: primary_label 'Bar Owl'" in joined
-    assert "line 6: secondary_labels" in joined
+    assert "line 6: secondary_labels" not in joined  # a warning of its own (below), not a reason to drop
     assert "line 6: rating 'x'" in joined
     assert "line 6: barowl/a.ogg is listed twice (first on line 2)" in joined
     # non-strict: the run goes on with the good row and accounts for the others
     ds = metadata.read_train_metadata(str(tmp_path), strict=False)
     assert list(ds.metadata["filename"]) == ["a.ogg"]
     assert len(ds.problems) == len(problems)
+
+
+@pytest.mark.parametrize("cell", ["{[1]}", "[" * 5000 + "]" * 5000, "__import__('os')", "[1, 2]", "['a', ['b']]"])
+def test_malformed_secondary_labels_keep_the_recording_and_are_never_evaluated(tmp_path, shared_data, cell):
+    audio_dir = tmp_path / "train_short_audio" / "barowl"
+    audio_dir.mkdir(parents=True)
+    shutil.copy(shared_data / "birdclef-mini" / "train_short_audio" / "barowl" / "MBarnowl_1.ogg", audio_dir / "a.ogg")
+    _write(tmp_path, "primary_label,secondary_labels,filename\n" + f'barowl,"{cell}",a.ogg\n')
+    ds = metadata.read_train_metadata(str(tmp_path))  # strict: a bad secondary cell is no reason to fail
+    assert list(ds.metadata["filename"]) == ["a.ogg"] and ds.metadata["secondary"][0] == []
+    assert any("line 2: secondary_labels" in w and "kept" in w for w in ds.warnings)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../secret.ogg", "x/../../y.ogg", "C:\\x.ogg"])
+def test_filenames_outside_the_species_folder_are_refused_as_outside_data_dir(tmp_path, name):
+    (tmp_path / "train_short_audio" / "barowl").mkdir(parents=True)
+    _write(tmp_path, "primary_label,secondary_labels,filename\n" + f"barowl,[],{name}\n")
+    ds = metadata.read_train_metadata(str(tmp_path), strict=False)
+    assert ds.metadata.empty and [r["reason"] for r in ds.rejected] == ["outside_data_dir"]
+    assert "points outside" in ds.rejected[0]["message"]
+
+
+def test_labels_and_filenames_with_spaces_name_the_file_that_exists(tmp_path, shared_data):
+    audio_dir = tmp_path / "train_short_audio" / "barowl"
+    audio_dir.mkdir(parents=True)
+    shutil.copy(shared_data / "birdclef-mini" / "train_short_audio" / "barowl" / "MBarnowl_1.ogg", audio_dir / "a.ogg")
+    _write(tmp_path, "primary_label,secondary_labels,filename\n barowl ,[], a.ogg\n")
+    ds = metadata.read_train_metadata(str(tmp_path))
+    assert ds.metadata["path"][0] == str(audio_dir / "a.ogg") and ds.metadata["primary_label"][0] == "barowl"
 
 
 def test_soundscape_labels_problems_listed(tmp_path):

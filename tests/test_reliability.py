@@ -162,3 +162,12 @@ def test_inputs_reached_twice_are_read_once_and_row_ids_never_repeat(tmp_path):
     prefixes = predict.row_prefixes(files)
     assert len(set(prefixes.values())) == 3 and prefixes[str(a / "y.ogg")] == "y"
     assert prefixes[str(a / "x.ogg")].startswith("x-") and prefixes[str(b / "x.ogg")].startswith("x-")
+
+
+def test_a_file_without_read_permission_is_named_as_such(tmp_path, monkeypatch):
+    path = _wav(tmp_path / "locked.wav", 0.1 * np.ones(32000))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == path else real(p, mode))  # tests run as root
+    with pytest.raises(audio.AudioError) as e:
+        audio.load(path)
+    assert e.value.reason == "permission_denied" and "chmod" in str(e.value)

@@ -10,7 +10,6 @@ them all in one pass. Paths may be local or remote (fsspec).
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import io
 import re
@@ -73,15 +72,30 @@ def _missing_columns(df: pd.DataFrame, required: list[str]) -> list[str]:
             f"fix: use the column names Kaggle ships ({', '.join(required)})"]
 
 
+_QUOTED = re.compile(r"""\s*(?:'([^'\[\]{}]*)'|"([^"\[\]{}]*)")\s*""")
+
+
 def parse_label_list(text: str) -> list[str]:
-    """Kaggle writes secondary labels as a Python list literal: "['a', 'b']"."""
+    """Kaggle writes secondary labels as a Python list literal: "['a', 'b']".
+
+    Parsed by a grammar of its own, never evaluated: a flat list of quoted strings (or nothing).
+    Anything else (nesting, sets, numbers, a 10 MB expression) raises ValueError."""
     text = (text or "").strip()
-    if not text:
+    if not text or text == "[]":
         return []
-    value = ast.literal_eval(text)
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"not a list: {text!r}")
-    return [str(v) for v in value]
+    if len(text) > 10_000 or not (text.startswith("[") and text.endswith("]")):
+        raise ValueError(f"not a list of quoted labels: {text[:60]!r}")
+    inner = text[1:-1].strip()
+    items = inner.split(",")
+    if items and not items[-1].strip():
+        items = items[:-1]  # a trailing comma, as Python allows
+    out = []
+    for item in items:
+        m = _QUOTED.fullmatch(item)
+        if not m:
+            raise ValueError(f"not a list of quoted labels: {text[:60]!r}")
+        out.append((m.group(1) if m.group(1) is not None else m.group(2)).strip())
+    return [o for o in out if o]
 
 
 def audio_path(root: str, primary_label: str, filename: str) -> str:
@@ -123,22 +137,28 @@ def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
             problems.append(f"{where}: empty primary_label")
         elif not LABEL_RE.match(label):
             problems.append(f"{where}: primary_label {label!r} is not a lowercase code like 'gretit1'")
+        outside = bool(fname) and (fname.startswith(("/", "\\")) or "://" in fname or ":" in fname[:3]
+                                   or ".." in fname.replace("\\", "/").split("/"))
         if not fname:
             problems.append(f"{where}: empty filename")
+        elif outside:
+            problems.append(f"{where}: filename {fname!r} points outside train_short_audio/{label}/; fix: give the "
+                            "file's name inside its species folder")
         key = f"{label}/{fname}"
         if fname and key in seen:
             problems.append(f"{where}: {key} is listed twice (first on line {seen[key]})")
         seen.setdefault(key, i)
         try:
             sec = parse_label_list(row.secondary_labels)
-        except (ValueError, SyntaxError):
-            problems.append(f"{where}: secondary_labels {row.secondary_labels!r} is not a list like ['a', 'b']")
+        except ValueError:  # the recording itself is fine: kept, without secondary labels
+            warnings.append(f"{where}: secondary_labels {str(row.secondary_labels)[:60]!r} is not a list like "
+                            "['a', 'b']; the recording is kept without secondary labels (fix the cell to use them)")
             sec = []
         unknown = [s for s in sec if s not in primaries]
         if unknown:
             warnings.append(f"{where}: secondary label(s) {', '.join(unknown)} have no recordings of their own")
         secondary.append(sec)
-        if existing is not None and label and fname and key not in existing:
+        if existing is not None and label and fname and not outside and key not in existing:
             problems.append(f"{where}: audio file missing: {audio_path(root, label, fname)}")
         if "rating" in df.columns and str(row.rating).strip():
             try:
@@ -147,14 +167,19 @@ def read_train_metadata(root: str, metadata_file: str = "train_metadata.csv",
                 problems.append(f"{where}: rating {row.rating!r} is not a number")
         if len(problems) > before:
             bad_rows.append(i - 2)
-            missing = existing is not None and key not in existing
-            rejected.append({"path": audio_path(root, label, fname) if label and fname else f"{csv_path}:{i}",
-                             "reason": "missing" if missing and len(problems) - before == 1 else "metadata",
+            missing = existing is not None and key not in existing and not outside
+            reason = "outside_data_dir" if outside else "missing" if missing and len(problems) - before == 1 \
+                else "metadata"
+            rejected.append({"path": audio_path(root, label, fname) if label and fname and not outside
+                             else f"{csv_path}:{i}", "reason": reason,
                              "message": "; ".join(f"{csv_path}: {p}" for p in problems[before:])})
     if problems and strict:
         raise MetadataError(csv_path, problems)
     df = df.copy()
     df["secondary"] = secondary
+    # the values checked above (stripped) are the ones used: a label with spaces names its folder
+    df["primary_label"] = [str(v).strip() for v in df["primary_label"]]
+    df["filename"] = [str(v).strip() for v in df["filename"]]
     df["path"] = [audio_path(root, l, f) for l, f in zip(df["primary_label"], df["filename"])]
     df = df.drop(index=df.index[bad_rows]).reset_index(drop=True)
     return Dataset(root=str(root), metadata=df, warnings=warnings,
