@@ -128,6 +128,15 @@ def cmd_preprocess(args) -> int:
 
 # ---------------------------------------------------------------- transform
 def cmd_transform(args) -> int:
+    from birdclef import stages
+
+    problem = stages.missing_step(args.work_dir, "preprocess")
+    if problem:
+        _err(problem)
+        return EXIT_BAD_INPUT
+    from birdclef.features import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
     from birdclef import transform
     from birdclef.pipeline.runner import check_remote_options, pipeline_options
 
@@ -147,14 +156,29 @@ def cmd_transform(args) -> int:
 
 # ---------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    from birdclef import models, train
+    from birdclef import stages
+    from birdclef.config import ARCHITECTURES
 
     if args.model == "list":
+        from birdclef import models
+
         print("\n".join(models.describe()))
         return EXIT_OK
+    # every check that needs no TensorFlow first: a refusal comes in a second, not after the import
     if not args.data_path or not args.ckpt_dir:
         _err("train needs --data_path (a transform work dir) and --ckpt_dir")
         return EXIT_BAD_INPUT
+    if args.model not in ARCHITECTURES:
+        _err(f"--model {args.model!r} is not an architecture; choose {', '.join(ARCHITECTURES)} (--model list)")
+        return EXIT_BAD_INPUT
+    problem = stages.missing_step(args.data_path, "transform")
+    if problem:
+        _err(problem)
+        return EXIT_BAD_INPUT
+    from birdclef import train
+    from birdclef.features import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
     cfg = train.TrainConfig(
         data_path=args.data_path, ckpt_dir=args.ckpt_dir, batch_size=args.batch_size, epochs=args.epochs,
         cache_dir=args.cache_dir, data_percent=args.data_percent, model=args.model, loss=args.loss,
@@ -200,10 +224,24 @@ def cmd_compare(args) -> int:
 
 # ---------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from birdclef import evaluate
+    from birdclef import predict, stages
 
+    problem = stages.missing_step(args.work_dir, "preprocess")
+    if problem:
+        _err(problem)
+        return EXIT_BAD_INPUT
+    missing = [d for d in args.ckpt_dirs if predict.find_export(d) is None]
+    for d in missing:
+        _err(f"{d}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt_dir that "
+             "`birdclef train` finished")
+    if len(missing) == len(args.ckpt_dirs):
+        return EXIT_BAD_INPUT
+    from birdclef import evaluate
+    from birdclef.features import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
     done = []
-    for d in args.ckpt_dirs:
+    for d in [d for d in args.ckpt_dirs if d not in missing]:
         try:
             evaluate.run(args.work_dir, d, args.threshold, args.soundscapes)
             done.append(d)
@@ -218,6 +256,14 @@ def cmd_evaluate(args) -> int:
 # ---------------------------------------------------------------- predict
 def cmd_predict(args) -> int:
     from birdclef import predict
+
+    if predict.find_export(args.ckpt_dir) is None:
+        _err(f"{args.ckpt_dir}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt_dir "
+             "that `birdclef train` finished")
+        return EXIT_BAD_INPUT
+    from birdclef.features import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
 
     try:
         summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold)
@@ -298,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="birdclef",
         description="Learn to recognise birds from their calls (BirdCLEF-2021 layout data).")
     parser.add_argument("--version", action="version", version=f"birdclef {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's start-up messages (hidden by default); works after any command")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
     p = sub.add_parser("demo", help="generate a synthetic dataset and run every stage on it end to end",
@@ -334,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", required=True, help="work directory holding preprocess/ (local or gs://)")
     p.set_defaults(func=cmd_transform, beam_args=[])
 
+    from birdclef.config import ARCHITECTURES
     from birdclef.train import LOSSES, TrainConfig
 
     d = TrainConfig(data_path="", ckpt_dir="")
@@ -347,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache_dir", help="cache parsed input here (reused across runs while the data is the same)")
     p.add_argument("--data_percent", type=ranged(float, 0, 100, lo_open=True), default=d.data_percent,
                    help="percent of recordings per species to train on (default %(default)s)")
-    p.add_argument("--model", default=d.model, help="architecture, or 'list' (default %(default)s)")
+    p.add_argument("--model", default=d.model,
+                   help=f"architecture: {', '.join(ARCHITECTURES)}, or list to describe them (default %(default)s)")
     p.add_argument("--loss", default=d.loss, choices=LOSSES, help="default %(default)s")
     p.add_argument("--embedding_dim", type=ranged(int, 1), default=d.embedding_dim, help="default %(default)s")
     p.add_argument("--lr", type=ranged(float, 0, lo_open=True), default=d.lr, help="Adam learning rate (default %(default)s)")
@@ -449,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in ("apache_beam", "absl", "tensorflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--verbose" in argv:  # anywhere on the line: TensorFlow's and Beam's own start-up lines are kept
+        argv.remove("--verbose")
+        os.environ["BIRDCLEF_VERBOSE"] = "1"
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

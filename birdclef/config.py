@@ -54,3 +54,8 @@ AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".flac", ".wav", ".aif", ".aiff")
 DEFAULT_AUDIO = AudioConfig()
 DEFAULT_FEATURES = FeatureConfig()
 NOCALL = "nocall"
+
+
+# `birdclef train --model` choices; birdclef.models.REGISTRY builds them (kept equal by a test). Listed here
+# so the command line checks a name without importing TensorFlow.
+ARCHITECTURES = ("dilated_cnn", "resnet", "mobilenet", "crnn")

@@ -21,6 +21,36 @@ import numpy as np
 from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 
 
+def quiet_tensorflow_import() -> None:
+    """Import TensorFlow once with its start-up lines on stderr ("All log messages before
+    absl::InitializeLog()...", "Could not find cuda drivers...") silenced: they are written by C++ code
+    at import, before any Python logging setting applies, so the process's stderr (fd 2) points to
+    /dev/null for the import alone. BIRDCLEF_VERBOSE=1 (`--verbose`) keeps them. An import that
+    fails is retried with stderr back, so its error is seen."""
+    import os
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    if os.environ.get("BIRDCLEF_VERBOSE"):
+        import_tensorflow()
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import_tensorflow()
+            except Exception:  # noqa: BLE001 - shown again below, with stderr back
+                pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    import_tensorflow()
+
+
 def import_tensorflow(one_core: bool = False):
     """`import tensorflow` for a process that computes features or serves a model (Beam workers, predict).
 

@@ -47,18 +47,23 @@ class PredictError(Exception):
     pass
 
 
+def find_export(model_path: str) -> str | None:
+    """The SavedModel folder of an export dir, or of a ckpt dir holding export/; None if neither."""
+    for path in (model_path, fileio.join(model_path, "export")):
+        if fileio.exists(fileio.join(path, "saved_model.pb")):
+            return path
+    return None
+
+
 def load_model(model_path: str):
     """(serving function, class names) of an export dir or of a ckpt dir holding export/."""
+    path = find_export(model_path)
+    if path is None:
+        raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/; "
+                           f"fix: pass a --ckpt_dir that `birdclef train` finished")
     from birdclef.features import import_tensorflow
 
     tf = import_tensorflow()  # usually the process's first TF import: skip Keras' sklearn wrappers
-
-    path = model_path
-    if not fileio.exists(fileio.join(path, "saved_model.pb")):
-        path = fileio.join(model_path, "export")
-    if not fileio.exists(fileio.join(path, "saved_model.pb")):
-        raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/; "
-                           f"fix: pass a --ckpt_dir that `birdclef train` finished")
     m = tf.saved_model.load(path)
     classes = [c.decode() for c in m.signatures["labels"]()["classes"].numpy()]
     return m.signatures["serving_default"], classes, path

@@ -78,3 +78,21 @@ def mark_done(out_dir: str, params: dict, stage: str, summary: dict | None = Non
     fileio.write_text_atomic(marker(out_dir), json.dumps(
         {"stage": stage, "params": _canonical(params), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
          "summary": summary or {}}, indent=2, sort_keys=True))
+
+
+def missing_step(work_dir: str, upto: str = "transform") -> str | None:
+    """What a command reading `work_dir` needs done first, as a one-line fix, or None when `upto`
+    (preprocess or transform) has finished there. Reads two small marker files: no heavy import."""
+    from birdclef import fileio
+
+    if not fileio.exists(work_dir):
+        return (f"{work_dir} does not exist; fix: run `birdclef preprocess --work-dir {work_dir} --data-dir DATA` "
+                f"and `birdclef transform --work-dir {work_dir}` first (or `birdclef demo`)")
+    if not isinstance(fileio.read_json(marker(fileio.join(work_dir, "preprocess"))), dict):
+        return (f"{work_dir} holds no finished preprocess; fix: run `birdclef preprocess --work-dir {work_dir} "
+                f"--data-dir DATA`, then `birdclef transform --work-dir {work_dir}`")
+    if upto == "transform" and not isinstance(
+            fileio.read_json(marker(fileio.join(work_dir, "transform", "tft"))), dict):
+        return (f"{work_dir} holds a finished preprocess but no finished transform; fix: run "
+                f"`birdclef transform --work-dir {work_dir}` (an interrupted one resumes)")
+    return None
