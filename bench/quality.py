@@ -17,8 +17,8 @@ and prints, per recipe, the mean and spread (min-max) over seeds of:
   1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
                   always-`nocall` floor is 0: both windows hold birds)
 
-Recipes (`train` flags): default (today's defaults), baseline (--augment none --lr_schedule constant
---nocall_share 0: the recipe before augmentation, the LR schedule and the non-bird share), and
+Recipes (`train` flags): default (today's defaults), baseline (--augment none --lr-schedule constant
+--nocall-share 0: the recipe before augmentation, the LR schedule and the non-bird share), and
 no-<augmentation> (the default minus one augmentation: the ablation rows).
 """
 from __future__ import annotations

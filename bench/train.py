@@ -1,6 +1,6 @@
 """Training throughput.
 
-    python bench/train.py [--steps 30] [--batch_size 64] [--models dilated_cnn,resnet,mobilenet,crnn]
+    python bench/train.py [--steps 30] [--batch-size 64] [--models dilated_cnn,resnet,mobilenet,crnn]
 
 1. Examples per second of a bare training step (batch_hard+classify loss, XLA
    jit_compile) on in-memory tensors, for each architecture at batch 64.
@@ -11,7 +11,7 @@
    - ../shared/data/birdclef-plus + nonbird (31 labels, rarest class 5 chunks), when present;
    - the same chunks relabelled to a simulated 400-class long tail (Zipf counts, many classes of
      one chunk), as BirdCLEF's 397 species would be: plain rejection sampling would read the data
-     ~10x per example there; `--max_reads` bounds it.
+     ~10x per example there; `--max-reads` bounds it.
    Each line also prints the chunks read per example of the sampling plan.
    Target for the dilated CNN: >= 110 examples/s on 2 CPU cores.
 """
@@ -148,7 +148,7 @@ def full_pipeline(batch: int, steps: int, work: str, tmp: str, simulate: bool = 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--batch_size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--models", default="dilated_cnn,resnet,mobilenet,crnn")
     args = ap.parse_args()
     print(f"cpus: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps after 3 warm-up steps")

@@ -166,7 +166,7 @@ def cmd_train(args) -> int:
         return EXIT_OK
     # every check that needs no TensorFlow first: a refusal comes in a second, not after the import
     if not args.data_path or not args.ckpt_dir:
-        _err("train needs --data_path (a transform work dir) and --ckpt_dir")
+        _err("train needs --data-path (a transform work dir) and --ckpt-dir")
         return EXIT_BAD_INPUT
     if args.model not in ARCHITECTURES:
         _err(f"--model {args.model!r} is not an architecture; choose {', '.join(ARCHITECTURES)} (--model list)")
@@ -232,7 +232,7 @@ def cmd_evaluate(args) -> int:
         return EXIT_BAD_INPUT
     missing = [d for d in args.ckpt_dirs if predict.find_export(d) is None]
     for d in missing:
-        _err(f"{d}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt_dir that "
+        _err(f"{d}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt-dir that "
              "`birdclef train` finished")
     if len(missing) == len(args.ckpt_dirs):
         return EXIT_BAD_INPUT
@@ -258,7 +258,7 @@ def cmd_predict(args) -> int:
     from birdclef import predict
 
     if predict.find_export(args.ckpt_dir) is None:
-        _err(f"{args.ckpt_dir}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt_dir "
+        _err(f"{args.ckpt_dir}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt-dir "
              "that `birdclef train` finished")
         return EXIT_BAD_INPUT
     from birdclef.features import quiet_tensorflow_import
@@ -389,41 +389,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train triplet / classification embedding models on the transform output",
                        description="Train an embedding model (and class head) on WORK_DIR/transform/tft. Running the "
                                    "same command again resumes after the last finished epoch.")
-    p.add_argument("--data_path", help="work directory holding transform/ (local or gs://)")
-    p.add_argument("--ckpt_dir", help="checkpoints, TensorBoard logs, metrics and the exported SavedModel")
-    p.add_argument("--batch_size", type=ranged(int, 1), default=d.batch_size, help="default %(default)s")
+    p.add_argument("--data-path", help="work directory holding transform/ (local or gs://)")
+    p.add_argument("--ckpt-dir", help="checkpoints, TensorBoard logs, metrics and the exported SavedModel")
+    p.add_argument("--batch-size", type=ranged(int, 1), default=d.batch_size, help="default %(default)s")
     p.add_argument("--epochs", type=ranged(int, 1), default=d.epochs, help="default %(default)s")
-    p.add_argument("--cache_dir", help="cache parsed input here (reused across runs while the data is the same)")
-    p.add_argument("--data_percent", type=ranged(float, 0, 100, lo_open=True), default=d.data_percent,
+    p.add_argument("--cache-dir", help="cache parsed input here (reused across runs while the data is the same)")
+    p.add_argument("--data-percent", type=ranged(float, 0, 100, lo_open=True), default=d.data_percent,
                    help="percent of recordings per species to train on (default %(default)s)")
     p.add_argument("--model", default=d.model,
                    help=f"architecture: {', '.join(ARCHITECTURES)}, or list to describe them (default %(default)s)")
     p.add_argument("--loss", default=d.loss, choices=LOSSES, help="default %(default)s")
-    p.add_argument("--embedding_dim", type=ranged(int, 1), default=d.embedding_dim, help="default %(default)s")
+    p.add_argument("--embedding-dim", type=ranged(int, 1), default=d.embedding_dim, help="default %(default)s")
     p.add_argument("--lr", type=ranged(float, 0, lo_open=True), default=d.lr, help="Adam learning rate (default %(default)s)")
     p.add_argument("--margin", type=ranged(float, 0), default=d.margin, help="triplet margin (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="default %(default)s")
-    p.add_argument("--early_stopping", type=ranged(int, 0), default=0, help="stop after N epochs without validation gain")
-    p.add_argument("--steps_per_epoch", type=ranged(int, 0), default=0, help="0: one pass over the training data")
-    p.add_argument("--no_jit", action="store_true", help="turn off XLA jit_compile for the train step")
-    p.add_argument("--mixed_precision", action="store_true", help="float16 compute (for GPUs)")
+    p.add_argument("--early-stopping", type=ranged(int, 0), default=0, help="stop after N epochs without validation gain")
+    p.add_argument("--steps-per-epoch", type=ranged(int, 0), default=0, help="0: one pass over the training data")
+    p.add_argument("--no-jit", action="store_true", help="turn off XLA jit_compile for the train step")
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
     p.add_argument("--augment", default=d.augment,
                    help=f"training augmentations, comma separated, or all / none (default {d.augment})")
-    p.add_argument("--lr_schedule", default=d.lr_schedule, choices=("cosine", "constant"),
+    p.add_argument("--lr-schedule", default=d.lr_schedule, choices=("cosine", "constant"),
                    help="cosine: linear warm-up, then cosine decay to 5%% of --lr (default %(default)s)")
-    p.add_argument("--warmup_epochs", type=ranged(float, 0), default=d.warmup_epochs, help="default %(default)s")
-    p.add_argument("--nocall_share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
+    p.add_argument("--warmup-epochs", type=ranged(float, 0), default=d.warmup_epochs, help="default %(default)s")
+    p.add_argument("--nocall-share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
-    p.add_argument("--balance_alpha", type=ranged(float, 0, 1), default=d.balance_alpha,
+    p.add_argument("--balance-alpha", type=ranged(float, 0, 1), default=d.balance_alpha,
                    help="class shares in training batches go as (chunks of the class) ** alpha: 0 every class "
                         "equally often, 1 as often as the data holds them (default %(default)s)")
-    p.add_argument("--max_reads", type=ranged(float, 1), default=d.max_reads,
+    p.add_argument("--max-reads", type=ranged(float, 1), default=d.max_reads,
                    help="at most this many chunks are read per training example to balance classes; loss "
                         "weights make up the rest (default %(default)s)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="test-split metrics of trained models side by side",
-                       description="Read metrics.json of each --ckpt_dir and print one table (markdown).")
+                       description="Read metrics.json of each --ckpt-dir and print one table (markdown).")
     add_table_args(p)
     p.set_defaults(func=cmd_compare)
 
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run each model's exported SavedModel over the test-split recordings and "
                                    "the labelled soundscapes, write CKPT_DIR/evaluation.json, print the table.")
     add_table_args(p)
-    p.add_argument("--work-dir", required=True, help="work directory the models were trained from (--data_path)")
+    p.add_argument("--work-dir", required=True, help="work directory the models were trained from (--data-path)")
     add_threshold_arg(p)
     p.add_argument("--soundscapes", default="test", choices=("test", "val", "train", "all"),
                    help="which split's labelled soundscapes to score (default %(default)s)")
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Audio files or folders in; submission.csv (BirdCLEF row_id,birds), "
                                    "scores.csv (one column per class) and Raven selection tables out.")
     p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
-    p.add_argument("--ckpt_dir", required=True, help="a `birdclef train` --ckpt_dir, or its export/ folder")
+    p.add_argument("--ckpt-dir", required=True, help="a `birdclef train` --ckpt-dir, or its export/ folder")
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
     add_threshold_arg(p, allow_val=True)
     p.set_defaults(func=cmd_predict)
@@ -488,6 +488,29 @@ def disk_full(e: BaseException) -> str | None:
     return None
 
 
+def one_style(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Flags are shown with hyphens (--data-path); the underscore spellings of the original scripts
+    (--data_path, --ckpt_dir, --batch_size, ...) keep working: a token that names no flag of ours but
+    does once its underscores are hyphens is read as that flag. Other tokens (Beam's own
+    --direct_num_workers, --temp_location, ...) pass unchanged."""
+    known = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                known |= set(sub._option_string_actions)
+    out = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            return out + argv[i:]
+        if token.startswith("--"):
+            name, eq, value = token.partition("=")
+            alt = "--" + name[2:].replace("_", "-")
+            if name not in known and alt in known:
+                token = alt + eq + value
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from birdclef.audio import AudioError
     from birdclef.data.metadata import MetadataError
@@ -504,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--verbose")
         os.environ["BIRDCLEF_VERBOSE"] = "1"
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(one_style(parser, argv))
     if extra:
         if getattr(args, "func", None) is not cmd_transform:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -529,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         if where is None:
             raise
         _err(f"no space left on the device{' writing ' + where if where else ''}; fix: free space there (or "
-             "point --out / --work-dir / --ckpt_dir at another disk) and run the same command again: "
+             "point --out / --work-dir / --ckpt-dir at another disk) and run the same command again: "
              "finished parts are kept and the run resumes")
         return EXIT_NOTHING_PROCESSED
 

@@ -38,7 +38,7 @@ def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
     for d in ckpt_dirs:
         p = fileio.join(d, "metrics.json")
         if not fileio.exists(p):
-            problems.append(f"{d}: no metrics.json; fix: finish `birdclef train --ckpt_dir {d}` first")
+            problems.append(f"{d}: no metrics.json; fix: finish `birdclef train --ckpt-dir {d}` first")
             continue
         m = json.loads(fileio.read_text(p))
         ev = fileio.join(d, "evaluation.json")

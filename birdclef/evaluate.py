@@ -309,7 +309,7 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     marker = stages.marker(pre)
     if not fileio.exists(marker):
         raise EvaluateError(f"{pre} holds no finished preprocess; fix: pass the --work-dir that `birdclef "
-                            f"preprocess` and `birdclef train --data_path` used")
+                            f"preprocess` and `birdclef train --data-path` used")
     data_dir = json.loads(fileio.read_text(marker))["params"]["data_dir"]
     try:
         serve, classes, export_dir = predict.load_model(ckpt_dir)

@@ -60,7 +60,7 @@ def load_model(model_path: str):
     path = find_export(model_path)
     if path is None:
         raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/; "
-                           f"fix: pass a --ckpt_dir that `birdclef train` finished")
+                           f"fix: pass a --ckpt-dir that `birdclef train` finished")
     from birdclef.features import import_tensorflow
 
     tf = import_tensorflow()  # usually the process's first TF import: skip Keras' sklearn wrappers

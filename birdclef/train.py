@@ -13,7 +13,7 @@ Losses (`--loss`):
 Checkpoints every epoch in CKPT_DIR/ckpt (weights, optimiser state, epoch): running the
 same command again resumes after the last finished epoch. The best epoch by validation
 k-NN top-1 accuracy (averaged with classifier top-1 and bird-presence AUC for losses with a class
-head: `selection_metric`) is kept in CKPT_DIR/best; `--early_stopping N` stops after N epochs
+head: `selection_metric`) is kept in CKPT_DIR/best; `--early-stopping N` stops after N epochs
 without improvement. TensorBoard logs in CKPT_DIR/logs. At the end the best weights are
 evaluated on the test split (CKPT_DIR/metrics.json) and exported as a SavedModel that
 takes raw 32 kHz audio (CKPT_DIR/export, see birdclef.export).
@@ -143,7 +143,7 @@ class Data:
         return h.hexdigest()[:16]
 
     def _cached(self, ds, split: str, kind: str):
-        """With --cache_dir, cache parsed examples there under a name that changes with the input
+        """With --cache-dir, cache parsed examples there under a name that changes with the input
         files and the selection, so a valid cache is reused across runs. Without it, read the
         TFRecords every epoch (an in-memory cache would not fit real data sets)."""
         if not self.cfg.cache_dir:
@@ -255,7 +255,7 @@ class Data:
                           max_reads=self.cfg.max_reads)
             ds = ds.shuffle(BALANCED_SHUFFLE, seed=self.cfg.seed)
         if n == 0:
-            raise TrainError("the training split is empty after --data_percent selection")
+            raise TrainError("the training split is empty after --data-percent selection")
         steps = self.cfg.steps_per_epoch or max(1, n // b)
         ds = ds.batch(b, drop_remainder=True)
         if not self.cfg.loss.startswith("triplet"):  # explicit triples are not augmented
@@ -272,7 +272,7 @@ class Data:
 
 
 BALANCED_SHUFFLE = 2048  # chunks (about 100 KB each as float32) mixed after class balancing
-CACHE_VERSION = 2  # bumped when what Data.chunks yields changes, so --cache_dir caches of older runs are not read
+CACHE_VERSION = 2  # bumped when what Data.chunks yields changes, so --cache-dir caches of older runs are not read
 
 
 def target_shares(counts: np.ndarray, nocall: int | None = None, nocall_share: float = 0.0,
@@ -595,7 +595,7 @@ def evaluate_split(model, data: Data, split: str, k: int) -> dict:
 
 # ---------------------------------------------------------------- the run
 def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=print) -> dict:
-    """Train (or resume) one model; returns its metrics. --mixed_precision sets Keras' global dtype
+    """Train (or resume) one model; returns its metrics. --mixed-precision sets Keras' global dtype
     policy for this run only: it is put back afterwards, so later models in the process are float32."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tf_keras as keras
@@ -619,7 +619,7 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     except ValueError as e:
         raise TrainError(str(e)) from e
     if cfg.lr_schedule not in ("cosine", "constant"):
-        raise TrainError(f"--lr_schedule {cfg.lr_schedule!r}: choose cosine or constant")
+        raise TrainError(f"--lr-schedule {cfg.lr_schedule!r}: choose cosine or constant")
     if cfg.loss not in LOSSES:
         raise TrainError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
     for name, value, low in (("epochs", cfg.epochs, 1), ("batch_size", cfg.batch_size, 1),
@@ -627,19 +627,19 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
         if value < low:
             raise TrainError(f"--{name} {value}: give at least {low}")
     if not cfg.lr > 0 or not 0 < cfg.data_percent <= 100:
-        raise TrainError(f"--lr {cfg.lr:g} / --data_percent {cfg.data_percent:g}: the learning rate must be > 0 "
+        raise TrainError(f"--lr {cfg.lr:g} / --data-percent {cfg.data_percent:g}: the learning rate must be > 0 "
                          "and the percent of recordings in (0, 100]")
     if not 0.0 <= cfg.balance_alpha <= 1.0:
-        raise TrainError(f"--balance_alpha {cfg.balance_alpha:g}: choose a value from 0 (every class equally "
+        raise TrainError(f"--balance-alpha {cfg.balance_alpha:g}: choose a value from 0 (every class equally "
                          "often) to 1 (classes as often as their chunks come)")
     if not cfg.max_reads >= 1.0:
-        raise TrainError(f"--max_reads {cfg.max_reads:g}: at least 1 (one chunk read per example, no balancing "
+        raise TrainError(f"--max-reads {cfg.max_reads:g}: at least 1 (one chunk read per example, no balancing "
                          "by sampling) is needed")
     if cfg.model not in models.REGISTRY:
         raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
     data = Data(cfg, feature_cfg)  # checks the input before anything is written
     fileio.makedirs(cfg.ckpt_dir)
-    stages.claim(fileio.join(cfg.ckpt_dir, "run.json"), cfg.identity(), "a training run", "use another --ckpt_dir",
+    stages.claim(fileio.join(cfg.ckpt_dir, "run.json"), cfg.identity(), "a training run", "use another --ckpt-dir",
                  key="identity", extra={"config": dataclasses.asdict(cfg)})
 
     tf.random.set_seed(cfg.seed)
@@ -669,7 +669,7 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     history = [h for h in (fileio.read_json(history_path) or []) if h.get("epoch", 0) <= int(epoch_var.numpy())]
     step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None)
     if data.plan:
-        log(f"train: class sampling reads {data.plan['reads']:.2f} chunks per example (--max_reads "
+        log(f"train: class sampling reads {data.plan['reads']:.2f} chunks per example (--max-reads "
             f"{cfg.max_reads:g}); loss weights {data.plan['weight'].min():.2f}-{data.plan['weight'].max():.2f}")
     it = iter(train_ds)
     has_val = bool(data._files("val", "chunks")) and data.count("val", "chunks") > 0

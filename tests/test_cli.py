@@ -88,7 +88,7 @@ def _check_predict(work, out, shared_data, capsys):
     corrupt = shared_data / "corrupt"
     inputs = [str(work / "data" / "test_soundscapes"), str(corrupt / "truncated.ogg"), str(corrupt / "empty.ogg"),
               str(corrupt / "stereo_48k.wav")]
-    args = ["predict", *inputs, "--ckpt_dir", str(work / "model"), "--out", str(out)]
+    args = ["predict", *inputs, "--ckpt-dir", str(work / "model"), "--out", str(out)]
     assert cli.main(args) == 0
     q = pd.read_csv(out / "quarantine.csv")
     assert sorted(q.reason) == ["empty", "truncated"] and q.message.str.contains("fix").all()
@@ -117,7 +117,7 @@ def _check_predict(work, out, shared_data, capsys):
     # --threshold val: the threshold evaluate chose on the val split, read from evaluation.json
     chosen = json.loads((work / "model" / "evaluation.json").read_text())["val_threshold"]["threshold"]
     val_out = out.parent / (out.name + "-val")
-    assert cli.main(["predict", inputs[0], "--ckpt_dir", str(work / "model"), "--out", str(val_out),
+    assert cli.main(["predict", inputs[0], "--ckpt-dir", str(work / "model"), "--out", str(val_out),
                      "--threshold", "val"]) == 0
     assert f"threshold {chosen}, chosen on validation data" in capsys.readouterr().out
     val_scores = pd.read_csv(val_out / "scores.csv", keep_default_na=False)
@@ -131,7 +131,7 @@ def _check_predict(work, out, shared_data, capsys):
     twin.mkdir()
     shutil.copy(soundscapes[0], twin / soundscapes[0].name)
     dup_out = out.parent / (out.name + "-dup")
-    assert cli.main(["predict", inputs[0], str(soundscapes[0]), str(twin), "--ckpt_dir", str(work / "model"),
+    assert cli.main(["predict", inputs[0], str(soundscapes[0]), str(twin), "--ckpt-dir", str(work / "model"),
                      "--out", str(dup_out)]) == 0
     assert "1 input(s) reached twice read once" in capsys.readouterr().out
     sub = pd.read_csv(dup_out / "submission.csv", keep_default_na=False)

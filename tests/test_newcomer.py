@@ -16,11 +16,11 @@ def _run(args, cwd):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["train"], "--data_path"),
-    (["train", "--data_path", "nowhere", "--ckpt_dir", "c"], "does not exist"),
-    (["train", "--data_path", ".", "--ckpt_dir", "c"], "no finished preprocess"),
-    (["train", "--data_path", "w", "--ckpt_dir", "c", "--model", "vgg"], "--model"),
-    (["predict", "x.ogg", "--ckpt_dir", "nomodel", "--out", "o"], "no exported model"),
+    (["train"], "--data-path"),
+    (["train", "--data-path", "nowhere", "--ckpt-dir", "c"], "does not exist"),
+    (["train", "--data-path", ".", "--ckpt-dir", "c"], "no finished preprocess"),
+    (["train", "--data-path", "w", "--ckpt-dir", "c", "--model", "vgg"], "--model"),
+    (["predict", "x.ogg", "--ckpt-dir", "nomodel", "--out", "o"], "no exported model"),
     (["evaluate", "nomodel", "--work-dir", "nowhere"], "does not exist"),
     (["transform", "--work-dir", "nowhere"], "does not exist"),
 ])
@@ -35,7 +35,7 @@ def test_refusals_answer_before_tensorflow_is_imported(tmp_path, args, says):
 def test_train_on_a_preprocessed_but_untransformed_work_dir_says_to_run_transform(tmp_path):
     (tmp_path / "w" / "preprocess").mkdir(parents=True)
     (tmp_path / "w" / "preprocess" / "_SUCCESS.json").write_text('{"params": {}}')
-    rc, err, tf_imported = _run(["train", "--data_path", "w", "--ckpt_dir", "c"], tmp_path)
+    rc, err, tf_imported = _run(["train", "--data-path", "w", "--ckpt-dir", "c"], tmp_path)
     assert rc == 2 and "birdclef transform --work-dir w" in err and "preprocess --work-dir" not in err
     assert not tf_imported
 
@@ -49,3 +49,25 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "absl::InitializeLog" not in quiet.stderr and "cuda" not in quiet.stderr
     assert quiet.stderr.strip() == "", quiet.stderr
+
+
+def test_both_flag_spellings_are_accepted_and_help_shows_one():
+    from birdclef import cli
+
+    parser = cli.build_parser()
+    old = ["train", "--data_path", "w", "--ckpt_dir", "c", "--batch_size", "8", "--data_percent=50",
+           "--steps_per_epoch", "3", "--no_jit"]
+    new = ["train", "--data-path", "w", "--ckpt-dir", "c", "--batch-size", "8", "--data-percent=50",
+           "--steps-per-epoch", "3", "--no-jit"]
+    a = parser.parse_args(cli.one_style(parser, old))
+    b = parser.parse_args(cli.one_style(parser, new))
+    assert vars(a) == vars(b) and a.data_path == "w" and a.batch_size == 8 and a.data_percent == 50 and a.no_jit
+    # Beam's own options pass through to transform untouched
+    beam = ["transform", "--work-dir", "w", "--direct_num_workers=2", "--temp_location", "gs://b/t"]
+    assert cli.one_style(parser, beam) == beam
+    # the work-dir style of other commands also takes underscores
+    assert parser.parse_args(cli.one_style(parser, ["preprocess", "--work_dir", "w", "--data_dir", "d"])).data_dir == "d"
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, p in sub.choices.items():
+        shown = [o for a in p._actions for o in a.option_strings if o.startswith("--")]
+        assert not [o for o in shown if "_" in o], f"{name} --help shows underscore flags"

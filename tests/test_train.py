@@ -285,7 +285,7 @@ def test_best_epoch_counts_the_class_head_that_the_exported_model_scores_with():
 
 
 def test_mixed_precision_trains_exports_float32_and_leaves_the_global_policy_alone(work, tmp_path):
-    """--mixed_precision (float16 compute, meant for GPUs) runs on CPU too; the exported model serves
+    """--mixed-precision (float16 compute, meant for GPUs) runs on CPU too; the exported model serves
     float32 scores that sum to 1, and later models in the same process are float32 again."""
     import tensorflow as tf
     import tf_keras as keras
@@ -383,8 +383,8 @@ def test_class_losses_weigh_examples_by_their_class():
     assert float(train.class_losses(out, y, multi, nocall=2, weight=tf.constant([1.0, 1.0]))) == pytest.approx(plain)
 
 
-@pytest.mark.parametrize("flags, says", [({"balance_alpha": 1.5}, "--balance_alpha"),
-                                          ({"max_reads": 0.5}, "--max_reads")])
+@pytest.mark.parametrize("flags, says", [({"balance_alpha": 1.5}, "--balance-alpha"),
+                                          ({"max_reads": 0.5}, "--max-reads")])
 def test_out_of_range_sampling_flags_are_refused(tmp_path, flags, says):
     cfg = train.TrainConfig(data_path=str(tmp_path / "nowork"), ckpt_dir=str(tmp_path / "ck"), **flags)
     with pytest.raises(train.TrainError, match=says):
@@ -404,8 +404,8 @@ def test_a_non_finite_loss_stops_training_before_anything_is_exported(work, tmp_
 
 
 @pytest.mark.parametrize("flags, says", [({"epochs": 0}, "--epochs"), ({"epochs": -1}, "--epochs"),
-                                          ({"batch_size": 0}, "--batch_size"), ({"lr": 0.0}, "--lr"),
-                                          ({"data_percent": 0.0}, "--data_percent")])
+                                          ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
+                                          ({"data_percent": 0.0}, "--data-percent")])
 def test_out_of_range_training_values_are_refused_before_anything_is_written(tmp_path, flags, says):
     cfg = train.TrainConfig(data_path=str(tmp_path / "nowork"), ckpt_dir=str(tmp_path / "ck"), **flags)
     with pytest.raises(train.TrainError, match=says):
