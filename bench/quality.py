@@ -138,7 +138,7 @@ def main() -> None:
             rows.setdefault(name, []).append(r)
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS if r.get(k) is not None),
                   flush=True)
-    print(f"\n| recipe | seeds | " + " | ".join(METRICS) + " |")
+    print("\n| recipe | seeds | " + " | ".join(METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for name, rs in rows.items():
         cells = []

@@ -300,6 +300,14 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
               "classes": classes}
     fileio.makedirs(out)
     try:
+        with stages.locked(out, "birdclef predict"):
+            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log)
+    except stages.StageConflict as e:
+        raise PredictError(str(e)) from e
+
+
+def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log) -> dict:
+    try:
         stages.claim(fileio.join(out, "predict.json"), params, "predictions", "choose another --out")
     except stages.StageConflict as e:
         raise PredictError(str(e)) from e

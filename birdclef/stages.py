@@ -7,7 +7,10 @@ or mixed silently.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import time
 
 from birdclef import fileio
@@ -96,3 +99,57 @@ def missing_step(work_dir: str, upto: str = "transform") -> str | None:
         return (f"{work_dir} holds a finished preprocess but no finished transform; fix: run "
                 f"`birdclef transform --work-dir {work_dir}` (an interrupted one resumes)")
     return None
+
+
+LOCK = ".birdclef.lock"
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def locked(out_dir: str, what: str):
+    """Hold `out_dir` for one run: a second run on it (another process) is refused with the holder's
+    pid and start time, so two runs never write one output. A lock whose process is gone (killed, a
+    crash) is taken over. Remote folders (gs://, s3://) are not locked: object stores have no atomic
+    create here."""
+    if fileio.is_remote(out_dir):
+        yield
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, LOCK)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+          "what": what}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = fileio.read_json(path)
+            if isinstance(holder, dict) and holder.get("pid") != me["pid"]:
+                if holder.get("host") != me["host"] or _alive(holder.get("pid")):
+                    raise StageConflict(
+                        f"{out_dir} is in use by {holder.get('what', 'another run')} (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, started {holder.get('started')}); fix: wait for it to finish or "
+                        f"stop it, then run again (a lock left by a process that is gone is taken over; on another "
+                        f"machine, delete {path} once that run is gone)")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)  # a dead process's lock, or our own left by an earlier run in this process
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise StageConflict(f"{out_dir}: could not take the lock {path}; fix: delete it if no run is using the folder")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if (fileio.read_json(path) or {}).get("pid") == me["pid"]:
+                os.remove(path)

@@ -608,11 +608,7 @@ def run(cfg: TrainConfig, feature_cfg: FeatureConfig = DEFAULT_FEATURES, log=pri
 
 
 def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
-    import tensorflow as tf
-    import tf_keras as keras
-    from tqdm import tqdm
-
-    from birdclef import export, models
+    from birdclef import models
 
     try:
         augment_mod.parse(cfg.augment)
@@ -625,7 +621,7 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     for name, value, low in (("epochs", cfg.epochs, 1), ("batch_size", cfg.batch_size, 1),
                              ("embedding_dim", cfg.embedding_dim, 1), ("steps_per_epoch", cfg.steps_per_epoch, 0)):
         if value < low:
-            raise TrainError(f"--{name} {value}: give at least {low}")
+            raise TrainError(f"--{name.replace('_', '-')} {value}: give at least {low}")
     if not cfg.lr > 0 or not 0 < cfg.data_percent <= 100:
         raise TrainError(f"--lr {cfg.lr:g} / --data-percent {cfg.data_percent:g}: the learning rate must be > 0 "
                          "and the percent of recordings in (0, 100]")
@@ -638,7 +634,17 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     if cfg.model not in models.REGISTRY:
         raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
     data = Data(cfg, feature_cfg)  # checks the input before anything is written
-    fileio.makedirs(cfg.ckpt_dir)
+    with stages.locked(cfg.ckpt_dir, "birdclef train"):
+        return _train(cfg, feature_cfg, data, log)
+
+
+def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> dict:
+    import tensorflow as tf
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    from birdclef import export, models
+
     stages.claim(fileio.join(cfg.ckpt_dir, "run.json"), cfg.identity(), "a training run", "use another --ckpt-dir",
                  key="identity", extra={"config": dataclasses.asdict(cfg)})
 

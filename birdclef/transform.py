@@ -41,13 +41,19 @@ def _run_pipeline(build, beam_args):
 
 def run(work_dir: str, beam_args: list[str] | None = None, feature_cfg: FeatureConfig = DEFAULT_FEATURES,
         log=print) -> dict:
+    pre = preprocess_dir(work_dir)
+    if not fileio.exists(stages.marker(pre)):
+        raise TransformError(f"{pre} holds no finished preprocess; fix: run `birdclef preprocess --work-dir "
+                             f"{work_dir} --data-dir ...` first")
+    with stages.locked(fileio.join(work_dir, "transform"), "birdclef transform"):
+        return _run(work_dir, beam_args, feature_cfg, log)
+
+
+def _run(work_dir: str, beam_args: list[str] | None, feature_cfg: FeatureConfig, log) -> dict:
     from birdclef.pipeline import pairing, stage1_chunks, stage2_tft
 
     pre = preprocess_dir(work_dir)
     marker = stages.marker(pre)
-    if not fileio.exists(marker):
-        raise TransformError(f"{pre} holds no finished preprocess; fix: run `birdclef preprocess --work-dir "
-                             f"{work_dir} --data-dir ...` first")
     pre_params = json.loads(fileio.read_text(marker))["params"]
     acfg = AudioConfig(sample_rate=feature_cfg.sample_rate, min_duration_s=pre_params["min_duration_s"])
     from birdclef.pipeline.records import FORMAT_VERSION

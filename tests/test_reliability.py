@@ -171,3 +171,26 @@ def test_a_file_without_read_permission_is_named_as_such(tmp_path, monkeypatch):
     with pytest.raises(audio.AudioError) as e:
         audio.load(path)
     assert e.value.reason == "permission_denied" and "chmod" in str(e.value)
+
+
+def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    with stages.locked(str(out), "birdclef predict"):
+        lock = json.loads((out / stages.LOCK).read_text())
+        assert lock["pid"] == os.getpid()
+        # another process on the folder: refused, naming the holder
+        code = ("import sys; from birdclef import stages\n"
+                "try:\n    stages.locked(sys.argv[1], 'birdclef predict').__enter__()\n"
+                "except stages.StageConflict as e:\n    print(e); sys.exit(3)")
+        r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 3 and f"pid {os.getpid()}" in r.stdout and "in use by birdclef predict" in r.stdout
+    assert not (out / stages.LOCK).exists()  # released
+    # a lock left by a process that is gone (a kill -9) is taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / stages.LOCK).write_text(json.dumps({"pid": int(dead.stdout), "host": __import__("socket").gethostname(),
+                                               "started": "earlier", "what": "birdclef train"}))
+    with stages.locked(str(out), "birdclef train"):
+        assert json.loads((out / stages.LOCK).read_text())["pid"] == os.getpid()
