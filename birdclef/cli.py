@@ -129,22 +129,19 @@ def cmd_preprocess(args) -> int:
 # ---------------------------------------------------------------- transform
 def cmd_transform(args) -> int:
     from birdclef import stages
+    from birdclef.pipeline.runner import check_remote_options, pipeline_options
 
+    problems = check_remote_options(pipeline_options(args.beam_args))  # Beam's options: no TensorFlow yet
     problem = stages.missing_step(args.work_dir, "preprocess")
-    if problem:
-        _err(problem)
+    for p in problems + ([problem] if problem else []):
+        _err(p)
+    if problems or problem:
         return EXIT_BAD_INPUT
     from birdclef.features import quiet_tensorflow_import
 
     quiet_tensorflow_import()
     from birdclef import transform
-    from birdclef.pipeline.runner import check_remote_options, pipeline_options
 
-    problems = check_remote_options(pipeline_options(args.beam_args))
-    for p in problems:
-        _err(p)
-    if problems:
-        return EXIT_BAD_INPUT
     m = transform.run(args.work_dir, args.beam_args)
     for q in m["quarantined_files"]:
         print(f"quarantined: {q['message']}")

@@ -129,6 +129,9 @@ HOSTILE = [
     (["synth", "--out", "o", "--recordings-per-species", "0"], "--recordings-per-species"),
     (["synth", "--out", "o", "--soundscapes", "-1"], "--soundscapes"),
     (["demo", "--epochs", "0"], "--epochs"),
+    (["transform", "--work-dir", "w", "--runner", "FooRunner"], "--runner FooRunner"),
+    (["transform", "--work-dir", "w", "--direct_num_workers=0"], "--direct_num_workers"),
+    (["transform", "--work-dir", "w", "--tmep_location", "/tmp/x"], "--tmep_location"),
 ]
 
 

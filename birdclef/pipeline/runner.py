@@ -154,13 +154,39 @@ def make_pipeline(beam_args: list[str] | None = None):
     return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
 
 
+# runners a pipeline can be given (Direct and Prism run here; the others build here and run on their cluster)
+SUPPORTED_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner",
+                     "PrismRunner")
+
+
 def check_remote_options(options) -> list[str]:
     """Problems with options a distributed runner needs, before anything is submitted."""
     from apache_beam.options.pipeline_options import (GoogleCloudOptions, SetupOptions, StandardOptions,
                                                       WorkerOptions)
 
+    import logging
+
+    from apache_beam.options.pipeline_options import DirectOptions
+
     runner = options.view_as(StandardOptions).runner or ""
     problems = []
+    name = runner.split(".")[-1]
+    if runner and name not in SUPPORTED_RUNNERS and "DaskRunner" not in runner:
+        problems.append(f"--runner {runner}: not a Beam runner birdclef knows; choose one of "
+                        f"{', '.join(SUPPORTED_RUNNERS)}")
+    workers = options.view_as(DirectOptions).direct_num_workers
+    if workers is not None and int(workers) < 1:
+        problems.append(f"--direct_num_workers {workers}: give at least 1 (0 and below are not worker counts)")
+    beam_log = logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(logging.ERROR)  # its "Discarding unparseable args" warning is said below, once
+    try:
+        unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options()))
+    finally:
+        beam_log.setLevel(level)
+    if unknown:
+        problems.append(f"unknown option(s) {', '.join('--' + u for u in unknown)}: neither a birdclef transform flag "
+                        f"nor a Beam pipeline option; fix: check the spelling (`birdclef transform --help`)")
     if "DaskRunner" in runner:
         problems.append("DaskRunner is refused: with Beam 2.77 on a dask.distributed LocalCluster it finished "
                         "stage 1 without error but routed every tagged output into one sink's temp files and left "
