@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import textwrap
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -146,7 +147,8 @@ def cmd_transform(args) -> int:
     for q in m["quarantined_files"]:
         print(f"quarantined: {q['message']}")
     print(f"transform: {m['inputs']} inputs = {m['processed']} processed + {m['quarantined']} quarantined; "
-          f"chunks per split {m['chunks_per_split']}, {m['triples']} triples, "
+          f"chunks per split {' / '.join(f'{n} {s}' for s, n in m['chunks_per_split'].items())}, "
+          f"{m['triples']} triples, "
           f"{m['soundscape_windows']} soundscape windows; outputs in {args.work_dir}/transform")
     return EXIT_OK if m["processed"] else EXIT_NOTHING_PROCESSED
 
@@ -334,6 +336,21 @@ def add_threshold_arg(p: argparse.ArgumentParser, allow_val: bool = False) -> No
                    default=0.5, help=text)
 
 
+TRANSFORM_BEAM_OPTIONS = """\
+Beam pipeline options (passed to Beam as given, Beam's own spelling; any other Beam option works too,
+and one Beam does not know is refused):
+  --runner R                 DirectRunner (default, runs here), DataflowRunner, FlinkRunner, SparkRunner,
+                             PortableRunner, PrismRunner
+  --direct_num_workers N     DirectRunner workers (default: one per core)
+  --direct_running_mode M    in_memory | multi_threading | multi_processing (default: per stage, measured)
+  --project P --region R     Dataflow: GCP project and region
+  --temp_location gs://...   Dataflow: folder for temporary files
+  --setup_file ./setup.py    Dataflow: so workers install birdclef (from a checkout)
+  --requirements_file F      Dataflow: worker-requirements.txt (gcsfs for gs://)
+  --flink_master HOST:PORT   Flink JobManager;  --spark_master_url spark://HOST:PORT   Spark master
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from birdclef import __version__
 
@@ -370,12 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("transform", help="Beam + TF Transform: chunks, log-mels, normalisation, TFRecords",
-                       description="Stage 1 decodes every recording once into 2 s log-mel chunks (Beam); pairing "
-                                   "builds anchor/positive/negative chunk triples; stage 2 fits the normalisation on "
-                                   "the train split with TF Transform and writes TFRecords per split. Any other flag "
-                                   "is a Beam pipeline option (--runner DataflowRunner --project P --region R "
-                                   "--temp_location gs://... --setup_file ./setup.py --requirements_file "
-                                   "worker-requirements.txt, --direct_num_workers N, ...).")
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRANSFORM_BEAM_OPTIONS,
+                       description=textwrap.fill(
+                           "Stage 1 decodes every recording once into 2 s log-mel chunks (Beam); pairing builds "
+                           "anchor/positive/negative chunk triples; stage 2 fits the normalisation on the train "
+                           "split with TF Transform and writes TFRecords per split.", 100))
     p.add_argument("--work-dir", required=True, help="work directory holding preprocess/ (local or gs://)")
     p.set_defaults(func=cmd_transform, beam_args=[])
 
@@ -386,8 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train triplet / classification embedding models on the transform output",
                        description="Train an embedding model (and class head) on WORK_DIR/transform/tft. Running the "
                                    "same command again resumes after the last finished epoch.")
-    p.add_argument("--data-path", help="work directory holding transform/ (local or gs://)")
-    p.add_argument("--ckpt-dir", help="checkpoints, TensorBoard logs, metrics and the exported SavedModel")
+    p.add_argument("--data-path", help="required: work directory holding transform/ (local or gs://)")
+    p.add_argument("--ckpt-dir", help="required: checkpoints, TensorBoard logs, metrics and the exported "
+                                      "SavedModel (rerun to resume)")
     p.add_argument("--batch-size", type=ranged(int, 1), default=d.batch_size, help="default %(default)s")
     p.add_argument("--epochs", type=ranged(int, 1), default=d.epochs, help="default %(default)s")
     p.add_argument("--cache-dir", help="cache parsed input here (reused across runs while the data is the same)")
@@ -420,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compare", help="test-split metrics of trained models side by side",
-                       description="Read metrics.json of each --ckpt-dir and print one table (markdown).")
+                       description="Read metrics.json (and evaluation.json, where `birdclef evaluate` ran) of each "
+                                   "CKPT_DIR given and print one table (markdown): birdclef compare C1 C2 ...")
     add_table_args(p)
     p.set_defaults(func=cmd_compare)
 

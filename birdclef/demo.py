@@ -54,10 +54,10 @@ def run(args) -> int:
     pre = preprocess.run(work, preprocess.PreprocessConfig(
         data_dir=data, nonbird_dirs=(fileio.join(data, "nonbird"),), seed=args.seed))
     steps.append(f"preprocess {preprocess.out_dir(work)}: {pre['usable']['recordings']} recordings "
-                 f"split {pre['splits']}, train_metadata_pos_neg.csv")
+                 f"split {_per_split(pre['splits'])}, train_metadata_pos_neg.csv")
     tm = transform.run(work, getattr(args, "beam_args", None))
     steps.append(f"transform {work}/transform: {tm['processed']} decoded, {tm['quarantined']} quarantined, "
-                 f"chunks {tm['chunks_per_split']}, {tm['triples']} triples, "
+                 f"chunks {_per_split(tm['chunks_per_split'])}, {tm['triples']} triples, "
                  f"{tm['soundscape_windows']} soundscape windows")
 
     from birdclef import train
@@ -93,3 +93,8 @@ def run(args) -> int:
     print(f"\nFiles in {work}:")
     print("\n".join(_list_outputs(work)))
     return 0 if rep.ok else 1
+
+
+def _per_split(counts: dict) -> str:
+    """{'train': 48, 'val': 9, 'test': 9} -> '48 train / 9 val / 9 test'."""
+    return " / ".join(f"{n} {s}" for s, n in counts.items())
