@@ -257,19 +257,48 @@ def cmd_predict(args) -> int:
     from birdclef import predict
 
     if predict.find_export(args.ckpt_dir) is None:
-        _err(f"{args.ckpt_dir}: no exported model (saved_model.pb) here or in export/; fix: pass a --ckpt-dir "
-             "that `birdclef train` finished")
+        _err(f"{args.ckpt_dir}: no exported model (saved_model.pb) here or in export/, nor an ONNX file; fix: "
+             "pass a --ckpt-dir that `birdclef train` finished, or its model.onnx (`birdclef export`)")
         return EXIT_BAD_INPUT
-    from birdclef.features import quiet_tensorflow_import
+    if not str(args.ckpt_dir).lower().endswith(".onnx"):  # an ONNX model runs without TensorFlow
+        from birdclef.features import quiet_tensorflow_import
 
-    quiet_tensorflow_import()
-
+        quiet_tensorflow_import()
     try:
         summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold)
     except predict.PredictError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     return EXIT_OK if summary["predicted"] else EXIT_NOTHING_PROCESSED
+
+
+# ---------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    from birdclef import fileio, predict
+
+    if predict.find_export(args.ckpt_dir) is None or not fileio.exists(fileio.join(args.ckpt_dir, "run.json")):
+        _err(f"{args.ckpt_dir}: not a finished `birdclef train` run (no run.json and export/); fix: pass the "
+             "--ckpt-dir that train wrote")
+        return EXIT_BAD_INPUT
+    if args.format == "savedmodel":
+        print(f"export: the SavedModel is {predict.find_export(args.ckpt_dir)} (train writes it)")
+        return EXIT_OK
+    out = args.out or fileio.join(args.ckpt_dir, "model.onnx")
+    if fileio.exists(out) and not args.overwrite:
+        _err(f"{out} exists; fix: pass --overwrite to replace it, or --out elsewhere (nothing was written)")
+        return EXIT_BAD_INPUT
+    from birdclef import onnx_model
+    from birdclef.features import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
+    try:
+        path = onnx_model.export(args.ckpt_dir, out)
+    except onnx_model.OnnxError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    print(f"export: {path} (ONNX opset {onnx_model.OPSET}; input: 2 s chunks of 32 kHz audio); use it with "
+          f"`birdclef predict FILES --ckpt-dir {path} --out D`")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- demo
@@ -460,6 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
     add_threshold_arg(p, allow_val=True)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a trained model as ONNX (served by ONNX Runtime, without TensorFlow)",
+                       description="Write CKPT_DIR/model.onnx from a finished `birdclef train` run. predict and "
+                                   "evaluate take it as --ckpt-dir CKPT_DIR/model.onnx.")
+    p.add_argument("--ckpt-dir", required=True, help="a finished `birdclef train` --ckpt-dir")
+    p.add_argument("--format", default="onnx", choices=("onnx", "savedmodel"), help="default %(default)s")
+    p.add_argument("--out", help="where the ONNX file goes (default CKPT_DIR/model.onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")

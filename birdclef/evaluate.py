@@ -118,8 +118,6 @@ def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: 
                      with_bird: bool = False):
     """Chunk scores of recordings whose label is a class: (scores [n, classes], class index per chunk,
     recording id per chunk, skipped recordings with the reason[, bird presence per chunk])."""
-    import tensorflow as tf
-
     from birdclef import predict
 
     index = {c: i for i, c in enumerate(classes)}
@@ -133,8 +131,8 @@ def score_recordings(serve, classes: list[str], recordings: pd.DataFrame, acfg: 
         except audio.AudioError as e:
             skipped.append(str(e))
             continue
-        out = serve(waveform=tf.constant(wave))
-        s = out["scores"].numpy()
+        out = serve(waveform=wave)  # a SavedModel signature or predict's OnnxServing
+        s = predict.as_numpy(out["scores"])
         all_scores.append(s)
         birds.append(predict.chunk_presence(out, s))
         ys.append(np.full(len(s), index[r.label]))

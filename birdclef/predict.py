@@ -47,8 +47,16 @@ class PredictError(Exception):
     pass
 
 
+def as_numpy(x) -> np.ndarray:
+    """A model output as numpy: TF tensors (SavedModel) and numpy arrays (ONNX Runtime) alike."""
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
 def find_export(model_path: str) -> str | None:
-    """The SavedModel folder of an export dir, or of a ckpt dir holding export/; None if neither."""
+    """The SavedModel folder of an export dir, or of a ckpt dir holding export/ (or the path of an ONNX
+    file); None if neither."""
+    if str(model_path).lower().endswith(".onnx"):
+        return model_path if fileio.exists(model_path) else None
     for path in (model_path, fileio.join(model_path, "export")):
         if fileio.exists(fileio.join(path, "saved_model.pb")):
             return path
@@ -56,7 +64,16 @@ def find_export(model_path: str) -> str | None:
 
 
 def load_model(model_path: str):
-    """(serving function, class names) of an export dir or of a ckpt dir holding export/."""
+    """(serving function, class names, path) of an export dir, of a ckpt dir holding export/, or of an
+    ONNX file (`birdclef export --format onnx`; served by ONNX Runtime, TensorFlow never imported)."""
+    if str(model_path).lower().endswith(".onnx"):
+        if not fileio.exists(model_path):
+            raise PredictError(f"{model_path}: no such ONNX model; fix: make it with `birdclef export --ckpt-dir C "
+                               "--format onnx`")
+        from birdclef.onnx_model import OnnxServing
+
+        serve = OnnxServing(model_path)
+        return serve, serve.classes, model_path
     path = find_export(model_path)
     if path is None:
         raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/; "
@@ -122,7 +139,7 @@ MIN_AUDIO_SHARE = 0.5  # a chunk is scored only if at least this share of it is 
 def chunk_presence(out: dict, scores: np.ndarray) -> np.ndarray:
     """Bird presence per chunk of a serving call's output: its `bird`, or for models exported before
     it existed, 1 - the score of the last class (`nocall`). scores: that output's scores as numpy."""
-    return out["bird"].numpy() if "bird" in out else 1.0 - scores[..., -1]
+    return as_numpy(out["bird"]) if "bird" in out else 1.0 - scores[..., -1]
 
 
 def chunk_weights(starts_s: np.ndarray, n_real: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> np.ndarray:
@@ -142,11 +159,12 @@ def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES
     that (a recording shorter than 1 s), the chunk with the most audio counts. So a chunk made mostly
     of padding never speaks for a window. Bird presence is the model's `bird` output, or for models
     exported before it existed, 1 - the score of the last class (`nocall`)."""
-    import tensorflow as tf
-
     win_s, chunk_s = cfg.window_s, cfg.chunk_s
-    out = serve(waveform=tf.constant(wave, tf.float32))
-    scores, starts = out["scores"].numpy(), out["chunk_start_s"].numpy()
+    out = serve(waveform=np.asarray(wave, np.float32))  # a SavedModel signature or OnnxServing
+    scores = as_numpy(out["scores"])
+    # chunk starts to the sample: float32 seconds drift (58.000004 s), and a drift past the window's 1e-6
+    # tolerance dropped a window's last chunk in long recordings
+    starts = np.round(as_numpy(out["chunk_start_s"]).astype(np.float64) * cfg.sample_rate) / cfg.sample_rate
     bird = chunk_presence(out, scores)
     n_win = int(round(len(wave) / (win_s * cfg.sample_rate)))
     w = np.floor(starts / win_s + 1e-6).astype(int)
@@ -254,10 +272,8 @@ def model_fingerprint(serve, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
     """Identity of a model by what it does: a hash of its rounded scores on a fixed probe signal.
 
     A re-export of the same weights keeps it (the SavedModel bytes do not); a retrained model changes it."""
-    import tensorflow as tf
-
     probe = np.random.default_rng(12345).standard_normal(int(3 * cfg.sample_rate)).astype(np.float32) * 0.1
-    scores = serve(waveform=tf.constant(probe))["scores"].numpy()
+    scores = as_numpy(serve(waveform=probe)["scores"])
     return hashlib.sha1(np.round(scores, 3).astype(np.float32).tobytes()).hexdigest()
 
 

@@ -61,6 +61,20 @@ def test_window_scores_take_the_max_of_the_chunks_inside_each_window():
     assert bird[0] == 1  # no `bird` output (older models): 1 - the last class (0 for chunk 0)
 
 
+def test_a_window_keeps_its_last_chunk_when_float32_start_times_drift():
+    sr = DEFAULT_FEATURES.sample_rate
+
+    def serve(waveform):  # as the SavedModel returns them: k s in float32, plus the drift seen (4e-6 s)
+        n = int(waveform.shape[0]) // sr - 1
+        scores = np.zeros((n, 2), np.float32)
+        scores[:, 1] = np.arange(n) % 5 == 3  # the last chunk inside each window scores 1
+        starts = (np.arange(n) + 4e-6 * (np.arange(n) > 10)).astype(np.float32)
+        return {"scores": _T(scores), "chunk_start_s": _T(starts)}
+
+    res, _ = predict.window_scores(serve, np.zeros(60 * sr, np.float32))
+    np.testing.assert_array_equal(res[:, 1], 1)  # every window, also past 10 s, still sees its chunk at +3 s
+
+
 def test_chunks_made_mostly_of_padding_never_score_a_window():
     """A fake model that scores every chunk 0.9 for class 0 and bird presence, however much padding it
     holds (as a model that learned 'padding = short-clip class' would): only chunks at least half audio

@@ -1,0 +1,80 @@
+"""ONNX export (issue 14): the ONNX model answers as the SavedModel does, and predict runs it without
+TensorFlow."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef import audio, cli, features, onnx_model, predict, preprocess, train, transform
+from birdclef.data import synth
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    data = str(root / "data")
+    synth.generate(data, synth.SynthConfig(species=3, recordings_per_species=3, soundscapes=1, test_soundscapes=1,
+                                           nonbird_per_category=1, max_duration_s=5.0, soundscape_duration_s=15.0))
+    work = str(root / "w")
+    preprocess.run(work, preprocess.PreprocessConfig(data_dir=data, nonbird_dirs=(f"{data}/nonbird",)),
+                   log=lambda s: None)
+    transform.run(work, ["--direct_running_mode=in_memory"], log=lambda s: None)
+    ckpt = str(root / "ck")
+    train.run(train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=2, steps_per_epoch=4,
+                                jit_compile=False), log=lambda s: None)
+    return root, ckpt
+
+
+def test_the_onnx_log_mel_equals_the_reference_on_real_recordings(shared_data):
+    import tensorflow as tf
+
+    paths = sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"))[:4]
+    paths.append(sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))[0])
+    for path in paths:
+        chunks = features.cut_chunks(audio.load(str(path))[:32000 * 20])
+        ref = features.logmel_tf(tf.constant(chunks)).numpy()
+        alt = onnx_model.logmel_abs_tf(tf.constant(chunks)).numpy()
+        assert np.abs(ref - alt).max() <= 1e-4, path
+
+
+def test_onnx_scores_equal_the_savedmodel_on_every_window_and_predict_runs_without_tensorflow(
+        trained, shared_data, tmp_path, capsys):
+    root, ckpt = trained
+    assert cli.main(["export", "--ckpt-dir", ckpt]) == 0
+    onnx_path = f"{ckpt}/model.onnx"
+    assert cli.main(["export", "--ckpt-dir", ckpt]) == 2  # never overwritten silently
+    assert "--overwrite" in capsys.readouterr().err
+    tf_serve, classes, _ = predict.load_model(ckpt)
+    ox_serve, ox_classes, _ = predict.load_model(onnx_path)
+    assert ox_classes == classes
+    soundscapes = sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))
+    for path in soundscapes:
+        a = predict.predict_file(tf_serve, classes, str(path))
+        b = predict.predict_file(ox_serve, classes, str(path))
+        assert list(a.row_id) == list(b.row_id)
+        cols = [*classes, predict.BIRD]
+        assert np.abs(a[cols].to_numpy(float) - b[cols].to_numpy(float)).max() <= 1e-3, path
+    wave = audio.load(str(soundscapes[0]))[:32000 * 7]
+    e1, e2 = np.asarray(tf_serve(waveform=wave)["embedding"]), ox_serve(waveform=wave)["embedding"]
+    assert np.abs(e1 - e2).max() <= 1e-3
+
+    # predict with the ONNX model in a fresh process: same labels, and TensorFlow never imported
+    out = tmp_path / "pred"
+    code = ("import sys; from birdclef import cli; rc = cli.main(sys.argv[1:]); "
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code, "predict", str(soundscapes[0]), "--ckpt-dir", onnx_path,
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    ref = predict.predict_file(tf_serve, classes, str(soundscapes[0]))
+    assert np.abs(got[classes].to_numpy(float) - ref[classes].to_numpy(float)).max() <= 2e-3  # 5-decimal CSV
+    assert json.loads((out / "predict.json").read_text())["params"]["model"] == onnx_path
+
+
+def test_export_refuses_what_is_not_a_training_run(tmp_path, capsys):
+    assert cli.main(["export", "--ckpt-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a finished `birdclef train` run" in err and "Traceback" not in err
