@@ -1,0 +1,94 @@
+"""Whole-process inference speed: `birdclef predict` with the SavedModel against the same model as ONNX.
+
+    python bench/predict.py --ckpt-dir C [--minutes 2 10 60] [--runs 3] [--work /tmp/bp]
+
+C is a finished `birdclef train` run (e.g. one of bench/quality.py's). Its ONNX export is made in
+--work if C holds none. For each length, a recording is built from the shared soundscapes
+(../shared/data/birdclef-plus/train_soundscapes, repeated) and `birdclef predict FILE --ckpt-dir M
+--out D` runs as a whole process, SavedModel and ONNX in turn (A, B, A, B, ...), --runs times each.
+Printed per length and model: median wall time, CPU time (user + system), peak RSS, real-time factor
+(audio seconds per wall second) and audio seconds per CPU second; then the ratio ONNX / SavedModel.
+Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
+>= 150 audio seconds per CPU second after start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("BIRDCLEF_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def build_recording(path: str, minutes: float) -> str:
+    import numpy as np
+    import soundfile as sf
+
+    from birdclef import audio
+
+    if not os.path.exists(path):
+        parts = [audio.load(p) for p in sorted(glob.glob(str(SHARED / "birdclef-plus" / "train_soundscapes" / "*.ogg")))]
+        wave = np.concatenate(parts)
+        n = int(minutes * 60 * 32000)
+        sf.write(path, np.tile(wave, int(np.ceil(n / len(wave))))[:n], 32000, subtype="PCM_16")
+    return path
+
+
+# runs one command and prints its own children's CPU time and peak RSS: each measurement its own process tree
+_MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "r = subprocess.run(sys.argv[1:], capture_output=True); w = time.perf_counter() - t; "
+            "u = resource.getrusage(resource.RUSAGE_CHILDREN); sys.stderr.write(r.stderr.decode()[-2000:]); "
+            "print(w, u.ru_utime + u.ru_stime, u.ru_maxrss / 1024); sys.exit(r.returncode)")
+
+
+def one_run(model: str, path: str, out: str) -> dict:
+    """Wall, CPU and peak RSS of one `birdclef predict` process."""
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "birdclef.cli", "predict", path,
+                        "--ckpt-dir", model, "--out", out], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"predict failed on {path} with {model}:\n{r.stderr[-2000:]}")
+    wall, cpu, rss = map(float, r.stdout.split()[-3:])
+    return {"wall": wall, "cpu": cpu, "rss_mb": rss}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--minutes", type=float, nargs="+", default=[2, 10, 60])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", default="/tmp/birdclef-bench-predict")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    onnx = os.path.join(args.ckpt_dir, "model.onnx")
+    if not os.path.exists(onnx):
+        onnx = os.path.join(args.work, "model.onnx")
+        if not os.path.exists(onnx):
+            subprocess.run([sys.executable, "-m", "birdclef.cli", "export", "--ckpt-dir", args.ckpt_dir,
+                            "--out", onnx], check=True)
+    models = {"savedmodel": args.ckpt_dir, "onnx": onnx}
+    print(f"cpus {os.cpu_count()}, {args.runs} runs each, medians")
+    for minutes in sorted(args.minutes):
+        path = build_recording(os.path.join(args.work, f"audio-{minutes:g}min.wav"), minutes)
+        runs = {k: [] for k in models}
+        for _ in range(args.runs):
+            for name, model in models.items():  # interleaved: A, B, A, B
+                runs[name].append(one_run(model, path, os.path.join(args.work, f"out-{name}")))
+        med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mb")} for k, v in runs.items()}
+        secs = minutes * 60
+        for name, m in med.items():
+            print(f"{minutes:5g} min  {name:10s} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  "
+                  f"peak RSS {m['rss_mb']:6.0f} MB  {secs / m['wall']:7.1f}x real time  "
+                  f"{secs / m['cpu']:7.1f} audio-s per CPU-s")
+        print(f"{minutes:5g} min  onnx / savedmodel wall ratio {med['onnx']['wall'] / med['savedmodel']['wall']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
