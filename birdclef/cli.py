@@ -296,7 +296,7 @@ def cmd_export(args) -> int:
     except onnx_model.OnnxError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
-    print(f"export: {path} (ONNX opset {onnx_model.OPSET}; input: 2 s chunks of 32 kHz audio); use it with "
+    print(f"export: {path} (ONNX opset {onnx_model.OPSET}; input: the STFT power of 2 s chunks, made by birdclef.onnx_model.chunk_power); use it with "
           f"`birdclef predict FILES --ckpt-dir {path} --out D`")
     return EXIT_OK
 

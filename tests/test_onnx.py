@@ -28,16 +28,27 @@ def trained(tmp_path_factory):
     return root, ckpt
 
 
-def test_the_onnx_log_mel_equals_the_reference_on_real_recordings(shared_data):
+def test_the_numpy_power_spectrogram_gives_the_reference_log_mel_on_real_recordings(shared_data):
+    """onnx_model.chunk_power is the second implementation of the first half of features.logmel_tf.
+
+    99 % of values within 1e-4, all within 1e-3: the largest differences (up to 8.4e-4 measured) sit
+    at the log floor of quiet clips (log(power + 1e-6) magnifies 1e-10 of power), where logmel_tf's own
+    float32 FFT is off an exact reference too (1.1e-4 on noise, test_train); an FFT here in float64
+    measured no closer, so a 1e-4 bound on every value would test TensorFlow's rounding."""
     import tensorflow as tf
 
     paths = sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"))[:4]
     paths.append(sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))[0])
+    paths.append(sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"), key=audio.duration)[0])
+    mel = features._mel_matrix(features.DEFAULT_FEATURES)
     for path in paths:
-        chunks = features.cut_chunks(audio.load(str(path))[:32000 * 20])
-        ref = features.logmel_tf(tf.constant(chunks)).numpy()
-        alt = onnx_model.logmel_abs_tf(tf.constant(chunks)).numpy()
-        assert np.abs(ref - alt).max() <= 1e-4, path
+        wave = audio.load(str(path))[:32000 * 20 + 12345]  # an end-aligned last chunk off the hop grid too
+        starts = features.chunk_starts(len(wave))
+        ref = features.logmel_tf(tf.constant(features.cut_chunks(wave))).numpy()
+        alt = np.log(onnx_model.chunk_power(wave, starts) @ mel + 1e-6)
+        diff = np.abs(ref - alt)
+        assert alt.shape == ref.shape and np.quantile(diff, 0.99) <= 1e-4 and diff.max() <= 1e-3, \
+            (path, np.quantile(diff, 0.99), diff.max())
 
 
 def test_onnx_scores_equal_the_savedmodel_on_every_window_and_predict_runs_without_tensorflow(
