@@ -44,7 +44,9 @@ def recipes() -> dict[str, dict]:
     out = {"default": {}, "baseline": {"augment": "none", "lr_schedule": "constant", "nocall_share": 0.0},
            # the baseline's three differences from the default, one at a time
            "augment-none": {"augment": "none"}, "lr-constant": {"lr_schedule": "constant"},
-           "nocall-share-0": {"nocall_share": 0.0}}
+           "nocall-share-0": {"nocall_share": 0.0},
+           # the augmentations that change no label and add no other recording's audio
+           "light": {"augment": "shift,gain"}}
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out
