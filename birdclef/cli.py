@@ -301,6 +301,40 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- embed / search
+def cmd_embed(args) -> int:
+    from birdclef import embeddings, predict
+
+    if predict.find_export(args.ckpt_dir) is None:
+        _err(f"{args.ckpt_dir}: no exported model here (export/ or a .onnx file); fix: pass a finished "
+             "`birdclef train` --ckpt-dir or its model.onnx")
+        return EXIT_BAD_INPUT
+    if not str(args.ckpt_dir).lower().endswith(".onnx"):
+        from birdclef.features import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
+    try:
+        s = embeddings.embed(args.ckpt_dir, args.inputs, args.db)
+    except (embeddings.EmbedError, predict.PredictError) as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    for q in s["quarantined"]:
+        _err(q["message"])
+    return EXIT_OK if s["embedded"] + s["resumed"] else EXIT_NOTHING_PROCESSED
+
+
+def cmd_search(args) -> int:
+    from birdclef import embeddings, predict
+
+    try:
+        res = embeddings.search(args.db, args.query, args.k, args.kind, args.out)
+    except (embeddings.EmbedError, predict.PredictError) as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    print(res.head(10).to_string(index=False))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -498,6 +532,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where the ONNX file goes (default CKPT_DIR/model.onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("embed", help="store the embeddings of every 5 s window (and 2 s chunk) in a database",
+                       description="Embed recordings with a trained model into an SQLite database (resumable; "
+                                   "one model per database), for `birdclef search`.")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
+    p.add_argument("--ckpt-dir", required=True, help="a `birdclef train` --ckpt-dir, its export/, or a model.onnx")
+    p.add_argument("--db", required=True, help="SQLite file (made if missing; an interrupted run resumes)")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("search", help="find the stored windows most like an example call",
+                       description="Rank the windows of an embedding database by cosine similarity to a query "
+                                   "(exact search); write search.csv and a Raven selection table.")
+    p.add_argument("--db", required=True, help="a database made by `birdclef embed`")
+    p.add_argument("--query", required=True, help="AUDIO or AUDIO@START-END (seconds), e.g. call.wav@3.5-5")
+    p.add_argument("-k", type=ranged(int, 1), default=50, help="how many results (default %(default)s)")
+    p.add_argument("--kind", default="window", choices=("window", "chunk"), help="default %(default)s")
+    p.add_argument("--out", help="folder for search.csv and search.selections.txt")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")

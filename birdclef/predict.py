@@ -273,8 +273,10 @@ def model_fingerprint(serve, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
 
     A re-export of the same weights keeps it (the SavedModel bytes do not); a retrained model changes it."""
     probe = np.random.default_rng(12345).standard_normal(int(3 * cfg.sample_rate)).astype(np.float32) * 0.1
-    scores = as_numpy(serve(waveform=probe)["scores"])
-    return hashlib.sha1(np.round(scores, 3).astype(np.float32).tobytes()).hexdigest()
+    out = serve(waveform=probe)
+    # the embedding too: scores alone can be all but 0 or 1 on the probe, and the same for two models
+    answer = [as_numpy(out[k]) for k in ("scores", "embedding") if k in out]
+    return hashlib.sha1(b"".join(np.round(a, 3).astype(np.float32).tobytes() for a in answer)).hexdigest()
 
 
 def val_threshold(model_path: str, export_dir: str) -> float:

@@ -6,26 +6,8 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from birdclef import audio, cli, features, onnx_model, predict, preprocess, train, transform
-from birdclef.data import synth
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx")
-    data = str(root / "data")
-    synth.generate(data, synth.SynthConfig(species=3, recordings_per_species=3, soundscapes=1, test_soundscapes=1,
-                                           nonbird_per_category=1, max_duration_s=5.0, soundscape_duration_s=15.0))
-    work = str(root / "w")
-    preprocess.run(work, preprocess.PreprocessConfig(data_dir=data, nonbird_dirs=(f"{data}/nonbird",)),
-                   log=lambda s: None)
-    transform.run(work, ["--direct_running_mode=in_memory"], log=lambda s: None)
-    ckpt = str(root / "ck")
-    train.run(train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=2, steps_per_epoch=4,
-                                jit_compile=False), log=lambda s: None)
-    return root, ckpt
+from birdclef import audio, cli, features, onnx_model, predict
 
 
 def test_the_numpy_power_spectrogram_gives_the_reference_log_mel_on_real_recordings(shared_data):
@@ -52,8 +34,8 @@ def test_the_numpy_power_spectrogram_gives_the_reference_log_mel_on_real_recordi
 
 
 def test_onnx_scores_equal_the_savedmodel_on_every_window_and_predict_runs_without_tensorflow(
-        trained, shared_data, tmp_path, capsys):
-    root, ckpt = trained
+        tiny_model, shared_data, tmp_path, capsys):
+    root, ckpt = tiny_model
     assert cli.main(["export", "--ckpt-dir", ckpt]) == 0
     onnx_path = f"{ckpt}/model.onnx"
     assert cli.main(["export", "--ckpt-dir", ckpt]) == 2  # never overwritten silently
