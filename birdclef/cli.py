@@ -78,14 +78,15 @@ def cmd_synth(args) -> int:
 
 
 # ---------------------------------------------------------------- validate
-def run_validate(data_dir: str, decode: bool, min_duration: float):
+def run_validate(data_dir: str, decode: bool, min_duration: float, nonbird_dirs: tuple[str, ...] = ()):
     from birdclef.config import AudioConfig
     from birdclef.data import metadata
     from birdclef.validate import validate_dataset
 
     n = len(metadata.read_train_metadata(data_dir, strict=False, check_files=False).metadata)
     bar, tick = _progress(n, "validate")
-    rep = validate_dataset(data_dir, AudioConfig(min_duration_s=min_duration), decode=decode, progress=tick)
+    rep = validate_dataset(data_dir, AudioConfig(min_duration_s=min_duration), decode=decode, progress=tick,
+                           nonbird_dirs=nonbird_dirs)
     bar.close()
     return rep
 
@@ -93,10 +94,10 @@ def run_validate(data_dir: str, decode: bool, min_duration: float):
 def cmd_validate(args) -> int:
     from birdclef import fileio
 
-    rep = run_validate(args.data_dir, args.decode, args.min_duration)
+    rep = run_validate(args.data_dir, args.decode, args.min_duration, tuple(args.nonbird_dir or ()))
     for p in rep.problems:
         print(p)
-    print(f"validate: {rep.ok} of {rep.checked} audio files usable, {len(rep.problems)} problem(s)")
+    print(f"validate: {rep.summary()}")
     if args.report:
         fileio.write_text(args.report, json.dumps(rep.__dict__, indent=2))
         print(f"validate: report written to {args.report}")
@@ -563,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, help="BirdCLEF-layout root (local path or gs://, s3://)")
     p.add_argument("--decode", action="store_true", help="fully decode every file (slower; finds truncation and silence)")
     p.add_argument("--min-duration", type=ranged(float, 0), default=0.25, help="shortest usable recording, s (default %(default)s)")
+    p.add_argument("--nonbird-dir", action="append", help="also check a folder of non-bird audio; repeatable")
     p.add_argument("--report", help="also write the problems as JSON to this path")
     p.add_argument("--strict", action="store_true", help="exit 2 when any problem is found")
     p.set_defaults(func=cmd_validate)

@@ -44,10 +44,10 @@ def run(args) -> int:
     steps.append(f"synth     {data}: {s['recordings']} recordings, {len(s['species'])} species, "
                  f"{s['soundscapes']} labelled soundscapes, {s['nonbird_clips']} non-bird clips")
 
-    rep = cli.run_validate(data, decode=True, min_duration=0.25)
+    rep = cli.run_validate(data, decode=True, min_duration=0.25, nonbird_dirs=(fileio.join(data, "nonbird"),))
     report_path = fileio.join(work, "validate.json")
     fileio.write_text(report_path, json.dumps(rep.__dict__, indent=2))
-    steps.append(f"validate  {report_path}: {rep.ok} of {rep.checked} files usable, {len(rep.problems)} problem(s)")
+    steps.append(f"validate  {report_path}: {rep.summary()}")
 
     from birdclef import preprocess, transform
 

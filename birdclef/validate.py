@@ -14,6 +14,13 @@ class Report:
     ok: int = 0
     problems: list[str] = dataclasses.field(default_factory=list)
     quarantined: list[dict] = dataclasses.field(default_factory=list)  # AudioError.to_dict()
+    by_kind: dict = dataclasses.field(default_factory=dict)  # kind -> [usable, checked]
+    unlisted: int = 0  # audio files under train_short_audio/ that no metadata row names (not used)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in self.by_kind.items())
+        extra = f"; {self.unlisted} file(s) in train_short_audio/ not in the metadata, not used" if self.unlisted else ""
+        return f"{self.ok} of {self.checked} audio files usable ({parts}), {len(self.problems)} problem(s){extra}"
 
 
 def check_audio(paths: list[str], cfg: AudioConfig = DEFAULT_AUDIO, decode: bool = False,
@@ -37,7 +44,7 @@ def check_audio(paths: list[str], cfg: AudioConfig = DEFAULT_AUDIO, decode: bool
 
 
 def validate_dataset(root: str, cfg: AudioConfig = DEFAULT_AUDIO, decode: bool = False,
-                     progress=None) -> Report:
+                     progress=None, nonbird_dirs: tuple[str, ...] = ()) -> Report:
     """Validate train_metadata.csv, train_soundscape_labels.csv (if present), and audio.
 
     A missing or malformed train_metadata.csv raises MetadataError; row and file
@@ -46,11 +53,22 @@ def validate_dataset(root: str, cfg: AudioConfig = DEFAULT_AUDIO, decode: bool =
     ds = metadata.read_train_metadata(root, strict=False)
     report = Report(problems=list(ds.problems) + [f"warning: {w}" for w in ds.warnings])
     labels_csv = fileio.join(root, "train_soundscape_labels.csv")
-    paths = list(ds.metadata["path"])
+    listed = set(ds.metadata["path"])
+    on_disk = fileio.list_files(fileio.join(root, "train_short_audio"), audio.AUDIO_SUFFIXES)
+    report.unlisted = len([p for p in on_disk if p not in listed])
+    soundscapes = set(fileio.list_files(fileio.join(root, "train_soundscapes"), audio.AUDIO_SUFFIXES))
     if fileio.exists(labels_csv):
         try:
             sc = metadata.read_soundscape_labels(root)
-            paths += sorted(set(sc["path"]))
+            soundscapes |= set(sc["path"])
         except metadata.MetadataError as e:
             report.problems += [f"{e.path}: {p}" for p in e.problems]
-    return check_audio(paths, cfg, decode=decode, report=report, progress=progress)
+    kinds = {"recordings": list(ds.metadata["path"]), "soundscapes": sorted(soundscapes),
+             "non-bird": [p for d in nonbird_dirs for p in fileio.list_files(d, audio.AUDIO_SUFFIXES)]}
+    for kind, paths in kinds.items():
+        if not paths:
+            continue
+        ok, checked = report.ok, report.checked
+        check_audio(paths, cfg, decode=decode, report=report, progress=progress)
+        report.by_kind[kind] = [report.ok - ok, report.checked - checked]
+    return report

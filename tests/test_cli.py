@@ -35,7 +35,7 @@ def test_validate_bad_input_one_line_per_problem_no_traceback(tmp_path, shared_d
     assert sum("empty.ogg: empty" in l for l in lines) == 1
     assert sum("not_audio.ogg: not_audio" in l for l in lines) == 1
     assert sum("missing.ogg" in l for l in lines) == 1
-    assert "validate: 1 of 4 audio files usable, 4 problem(s)" in lines[-2]
+    assert "validate: 1 of 4 audio files usable (recordings 1/4), 4 problem(s)" in lines[-2]
     assert r.returncode == 0
     assert len(json.loads(report.read_text())["quarantined"]) == 3
     assert run_cli("validate", "--data-dir", str(root), "--strict").returncode == 2

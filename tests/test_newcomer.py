@@ -71,3 +71,23 @@ def test_both_flag_spellings_are_accepted_and_help_shows_one():
     for name, p in sub.choices.items():
         shown = [o for a in p._actions for o in a.option_strings if o.startswith("--")]
         assert not [o for o in shown if "_" in o], f"{name} --help shows underscore flags"
+
+
+def test_validate_accounts_for_every_audio_file_by_kind(synth_small, tmp_path, capsys):
+    import shutil
+
+    from birdclef import cli
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_small, data)
+    first = sorted((data / "train_short_audio").rglob("*.ogg"))[0]
+    shutil.copy(first, first.parent / "not_in_metadata.ogg")
+    recordings = len(sorted((data / "train_short_audio").rglob("*.ogg"))) - 1
+    soundscapes = len(list((data / "train_soundscapes").glob("*.ogg")))
+    nonbird = len(list((data / "nonbird").rglob("*.ogg")))
+    assert cli.main(["validate", "--data-dir", str(data), "--nonbird-dir", str(data / "nonbird")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    total = recordings + soundscapes + nonbird
+    assert f"{total} of {total} audio files usable" in last, last
+    assert f"recordings {recordings}/{recordings}" in last and f"soundscapes {soundscapes}/{soundscapes}" in last
+    assert f"non-bird {nonbird}/{nonbird}" in last and "1 file(s) in train_short_audio/ not in the metadata" in last
