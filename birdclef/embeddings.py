@@ -74,14 +74,7 @@ def window_embeddings(out: dict, n_samples: int, n_real: int | None = None, cfg:
     from birdclef import predict
 
     emb = predict.as_numpy(out["embedding"]).astype(np.float32)
-    starts = np.round(predict.as_numpy(out["chunk_start_s"]).astype(np.float64) * cfg.sample_rate) / cfg.sample_rate
-    n_win = max(1, int(round(n_samples / (cfg.window_s * cfg.sample_rate))))
-    w = np.floor(starts / cfg.window_s + 1e-6).astype(int)
-    inside = starts + cfg.chunk_s <= (w + 1) * cfg.window_s + 1e-6
-    share = predict.chunk_weights(starts, n_samples if n_real is None else n_real, cfg)
-    best = np.zeros(n_win)
-    np.maximum.at(best, w[inside], share[inside])
-    use = inside & (share > 0) & ((share >= predict.MIN_AUDIO_SHARE) | (share >= best[np.minimum(w, n_win - 1)] - 1e-9))
+    starts, w, use, n_win = predict.speaking_chunks(out, n_samples, n_real, cfg)
     sums = np.zeros((n_win, emb.shape[1]), np.float64)
     np.add.at(sums, w[use], emb[use])
     norms = np.linalg.norm(sums, axis=1, keepdims=True)

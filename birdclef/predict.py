@@ -149,30 +149,37 @@ def chunk_weights(starts_s: np.ndarray, n_real: int, cfg: FeatureConfig = DEFAUL
     return np.clip((n_real - np.round(np.asarray(starts_s) * cfg.sample_rate)) / chunk, 0.0, 1.0)
 
 
-def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES,
-                  n_real: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """([windows, classes], [windows]): per class, and for bird presence, the max over the chunks
-    inside each 5 s window of `wave`.
-
-    Padding rule: `wave` holds n_real samples of audio (all of it by default), then zero padding. A
-    chunk counts only if at least MIN_AUDIO_SHARE of it is audio; in a window where no chunk reaches
-    that (a recording shorter than 1 s), the chunk with the most audio counts. So a chunk made mostly
-    of padding never speaks for a window. Bird presence is the model's `bird` output, or for models
-    exported before it existed, 1 - the score of the last class (`nocall`)."""
+def speaking_chunks(out: dict, n_samples: int, n_real: int | None = None,
+                    cfg: FeatureConfig = DEFAULT_FEATURES) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Which chunks of a model's output on `n_samples` of audio (n_real of them audio, then zero
+    padding) speak for which 5 s window: (chunk starts s [n], window of each chunk [n], use [n] bool,
+    number of windows). The padding rule: a chunk counts only if it lies inside one window and at least
+    MIN_AUDIO_SHARE of it is audio; in a window where no chunk reaches that (a recording shorter than
+    1 s), the chunk with the most audio counts. So a chunk made mostly of padding never speaks."""
     win_s, chunk_s = cfg.window_s, cfg.chunk_s
-    out = serve(waveform=np.asarray(wave, np.float32))  # a SavedModel signature or OnnxServing
-    scores = as_numpy(out["scores"])
     # chunk starts to the sample: float32 seconds drift (58.000004 s), and a drift past the window's 1e-6
     # tolerance dropped a window's last chunk in long recordings
     starts = np.round(as_numpy(out["chunk_start_s"]).astype(np.float64) * cfg.sample_rate) / cfg.sample_rate
-    bird = chunk_presence(out, scores)
-    n_win = int(round(len(wave) / (win_s * cfg.sample_rate)))
+    n_win = max(1, int(round(n_samples / (win_s * cfg.sample_rate))))
     w = np.floor(starts / win_s + 1e-6).astype(int)
     inside = starts + chunk_s <= (w + 1) * win_s + 1e-6
-    share = chunk_weights(starts, len(wave) if n_real is None else n_real, cfg)
+    share = chunk_weights(starts, n_samples if n_real is None else n_real, cfg)
     best = np.zeros(n_win)
     np.maximum.at(best, w[inside], share[inside])
     use = inside & (share > 0) & ((share >= MIN_AUDIO_SHARE) | (share >= best[np.minimum(w, n_win - 1)] - 1e-9))
+    return starts, w, use, n_win
+
+
+def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES,
+                  n_real: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """([windows, classes], [windows]): per class, and for bird presence, the max over the chunks that
+    speak for each 5 s window of `wave` (`speaking_chunks`: `wave` holds n_real samples of audio, all
+    of it by default, then zero padding). Bird presence is the model's `bird` output, or for models
+    exported before it existed, 1 - the score of the last class (`nocall`)."""
+    out = serve(waveform=np.asarray(wave, np.float32))  # a SavedModel signature or OnnxServing
+    scores = as_numpy(out["scores"])
+    bird = chunk_presence(out, scores)
+    _, w, use, n_win = speaking_chunks(out, len(wave), n_real, cfg)
     res = np.zeros((n_win, scores.shape[1]), np.float32)
     np.maximum.at(res, w[use], scores[use])
     presence = np.zeros(n_win, np.float32)
