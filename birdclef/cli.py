@@ -254,17 +254,34 @@ def cmd_evaluate(args) -> int:
 
 
 # ---------------------------------------------------------------- predict
-def cmd_predict(args) -> int:
+def _model_ready(ckpt_dir: str) -> bool:
+    """Refuse (one line) a --ckpt-dir with no model, before any heavy import; else import TensorFlow
+    quietly, unless the model is ONNX (served without it)."""
     from birdclef import predict
 
-    if predict.find_export(args.ckpt_dir) is None:
-        _err(f"{args.ckpt_dir}: no exported model (saved_model.pb) here or in export/, nor an ONNX file; fix: "
+    if predict.find_export(ckpt_dir) is None:
+        _err(f"{ckpt_dir}: no exported model (saved_model.pb) here or in export/, nor an ONNX file; fix: "
              "pass a --ckpt-dir that `birdclef train` finished, or its model.onnx (`birdclef export`)")
-        return EXIT_BAD_INPUT
-    if not str(args.ckpt_dir).lower().endswith(".onnx"):  # an ONNX model runs without TensorFlow
+        return False
+    if not str(ckpt_dir).lower().endswith(".onnx"):
         from birdclef.features import quiet_tensorflow_import
 
         quiet_tensorflow_import()
+    return True
+
+
+def add_model_inputs(p: argparse.ArgumentParser) -> None:
+    """Arguments of commands that run a model over recordings (predict, embed)."""
+    p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
+    p.add_argument("--ckpt-dir", required=True,
+                   help="a `birdclef train` --ckpt-dir, its export/ folder, or its model.onnx (`birdclef export`)")
+
+
+def cmd_predict(args) -> int:
+    from birdclef import predict
+
+    if not _model_ready(args.ckpt_dir):
+        return EXIT_BAD_INPUT
     try:
         summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold)
     except predict.PredictError as e:
@@ -306,14 +323,8 @@ def cmd_export(args) -> int:
 def cmd_embed(args) -> int:
     from birdclef import embeddings, predict
 
-    if predict.find_export(args.ckpt_dir) is None:
-        _err(f"{args.ckpt_dir}: no exported model here (export/ or a .onnx file); fix: pass a finished "
-             "`birdclef train` --ckpt-dir or its model.onnx")
+    if not _model_ready(args.ckpt_dir):
         return EXIT_BAD_INPUT
-    if not str(args.ckpt_dir).lower().endswith(".onnx"):
-        from birdclef.features import quiet_tensorflow_import
-
-        quiet_tensorflow_import()
     try:
         s = embeddings.embed(args.ckpt_dir, args.inputs, args.db)
     except (embeddings.EmbedError, predict.PredictError) as e:
@@ -519,8 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label the 5 s windows of recordings or soundscapes",
                        description="Audio files or folders in; submission.csv (BirdCLEF row_id,birds), "
                                    "scores.csv (one column per class) and Raven selection tables out.")
-    p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
-    p.add_argument("--ckpt-dir", required=True, help="a `birdclef train` --ckpt-dir, or its export/ folder")
+    add_model_inputs(p)
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
     add_threshold_arg(p, allow_val=True)
     p.set_defaults(func=cmd_predict)
@@ -537,8 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="store the embeddings of every 5 s window (and 2 s chunk) in a database",
                        description="Embed recordings with a trained model into an SQLite database (resumable; "
                                    "one model per database), for `birdclef search`.")
-    p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
-    p.add_argument("--ckpt-dir", required=True, help="a `birdclef train` --ckpt-dir, its export/, or a model.onnx")
+    add_model_inputs(p)
     p.add_argument("--db", required=True, help="SQLite file (made if missing; an interrupted run resumes)")
     p.set_defaults(func=cmd_embed)
 

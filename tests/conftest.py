@@ -26,20 +26,29 @@ def synth_small(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """(root, ckpt_dir): a small synthetic set through preprocess, transform and 2 short epochs of train."""
-    from birdclef import preprocess, train, transform
+def make_work(root, **synth_args) -> str:
+    """A small synthetic dataset under root, taken through preprocess and transform; returns the work dir."""
+    from birdclef import preprocess, transform
     from birdclef.data import synth
 
-    root = tmp_path_factory.mktemp("tiny")
     data = str(root / "data")
-    synth.generate(data, synth.SynthConfig(species=3, recordings_per_species=3, soundscapes=1, test_soundscapes=1,
-                                           nonbird_per_category=1, max_duration_s=5.0, soundscape_duration_s=15.0))
+    cfg = dict(species=3, recordings_per_species=3, soundscapes=1, test_soundscapes=1, nonbird_per_category=1,
+               max_duration_s=5.0, soundscape_duration_s=15.0)
+    synth.generate(data, synth.SynthConfig(**{**cfg, **synth_args}))
     work = str(root / "w")
     preprocess.run(work, preprocess.PreprocessConfig(data_dir=data, nonbird_dirs=(f"{data}/nonbird",)),
                    log=lambda s: None)
     transform.run(work, ["--direct_running_mode=in_memory"], log=lambda s: None)
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """(root, ckpt_dir): `make_work`, then 2 short epochs of train."""
+    from birdclef import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    work = make_work(root)
     ckpt = str(root / "ck")
     train.run(train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=2, steps_per_epoch=4,
                                 jit_compile=False), log=lambda s: None)

@@ -7,23 +7,16 @@ import textwrap
 import numpy as np
 import pytest
 
-from birdclef import features, models, preprocess, train, transform
-from birdclef.data import synth
+from birdclef import features, models, train
 from birdclef.pipeline import records
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A small synthetic dataset taken through preprocess and transform."""
-    root = tmp_path_factory.mktemp("trainwork")
-    data = str(root / "data")
-    synth.generate(data, synth.SynthConfig(species=3, recordings_per_species=4, soundscapes=1, test_soundscapes=0,
-                                           nonbird_per_category=1, max_duration_s=5.0, soundscape_duration_s=15.0))
-    w = str(root / "w")
-    preprocess.run(w, preprocess.PreprocessConfig(data_dir=data, nonbird_dirs=(f"{data}/nonbird",)),
-                   log=lambda s: None)
-    transform.run(w, ["--direct_running_mode=in_memory"], log=lambda s: None)
-    return w
+    from conftest import make_work
+
+    return make_work(tmp_path_factory.mktemp("trainwork"), recordings_per_species=4, test_soundscapes=0)
 
 
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))
