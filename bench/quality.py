@@ -42,11 +42,11 @@ from birdclef import augment  # noqa: E402
 
 def recipes() -> dict[str, dict]:
     out = {"default": {}, "baseline": {"augment": "none", "lr_schedule": "constant", "nocall_share": 0.0},
-           # the baseline's three differences from the default, one at a time
-           "augment-none": {"augment": "none"}, "lr-constant": {"lr_schedule": "constant"},
-           "nocall-share-0": {"nocall_share": 0.0},
-           # the augmentations that change no label and add no other recording's audio
-           "light": {"augment": "shift,gain"}}
+           # the baseline's differences from the default, one at a time
+           "lr-constant": {"lr_schedule": "constant"}, "nocall-share-0": {"nocall_share": 0.0},
+           # augmentation (off by default): all of it, the two that change no label and add no other
+           # recording's audio, and all but one (the ablation rows)
+           "augment-all": {"augment": "all"}, "light": {"augment": "shift,gain"}}
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out
@@ -104,7 +104,10 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int) -> dict:
 
     done = Path(ckpt) / "bench.json"
     if done.exists():
-        return json.loads(done.read_text())
+        cached = json.loads(done.read_text())
+        if cached.get("recipe", recipe) == recipe and cached.get("epochs", epochs) == epochs:
+            return cached
+        raise SystemExit(f"{ckpt} holds a run of another recipe or epoch count; fix: another --work")
     t0 = time.perf_counter()
     cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, epochs=epochs, seed=seed, early_stopping=0, **recipe)
     train.run(cfg, log=lambda s: None)
@@ -114,7 +117,8 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int) -> dict:
     res = {"bird_top1": ev["bird_top1"], "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
            "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
            "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
-           "f1_1001_PA": soundscape_f1(ckpt, work, th), "threshold": th, "minutes": (time.perf_counter() - t0) / 60}
+           "f1_1001_PA": soundscape_f1(ckpt, work, th), "threshold": th, "minutes": (time.perf_counter() - t0) / 60,
+           "recipe": recipe, "epochs": epochs}
     done.write_text(json.dumps(res))
     return res
 

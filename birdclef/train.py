@@ -259,12 +259,15 @@ class Data:
         steps = self.cfg.steps_per_epoch or max(1, n // b)
         ds = ds.batch(b, drop_remainder=True)
         if not self.cfg.loss.startswith("triplet"):  # explicit triples are not augmented
-            names = augment_mod.parse(self.cfg.augment)
-            if names:
-                from birdclef.pipeline.stage2_tft import fitted_normalisation
+            from birdclef.pipeline.stage2_tft import fitted_normalisation
 
-                mean, std = fitted_normalisation(self.tft_dir, self.fcfg)
-                nocall = self.classes.index(NOCALL)
+            mean, std = fitted_normalisation(self.tft_dir, self.fcfg)
+            names = augment_mod.parse(self.cfg.augment)
+            nocall = self.classes.index(NOCALL)
+            # short clips at a random place in their chunk (always), then the chosen augmentations
+            ds = ds.map(lambda x, y, m: (augment_mod.place_short(x, mean, std), y, m),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+            if names:
                 ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall),
                             num_parallel_calls=tf.data.AUTOTUNE)
             ds = ds.map(lambda x, y, m: (x, (y, m)))

@@ -19,11 +19,30 @@ def _silence():
 
 
 def test_parse_names_all_none_and_refuses_unknown():
-    assert augment.parse("all") == augment.AUGMENTATIONS == augment.parse(augment.DEFAULT)
+    assert augment.parse("all") == augment.AUGMENTATIONS and augment.parse(augment.DEFAULT) == ()
     assert augment.parse("none") == () == augment.parse("")
     assert augment.parse("gain, shift") == ("shift", "gain")
     with pytest.raises(ValueError, match="wind"):
         augment.parse("shift,wind")
+
+
+def test_short_clips_are_placed_anywhere_in_their_chunk_and_full_chunks_left_alone():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    clip = _silence()
+    clip[:30] = np.log(1e-2) + rng.normal(0, 0.5, (30, BANDS))  # a 0.3 s call, then padding (as stage 1 stores it)
+    full = np.log(1e-3) + rng.normal(0, 1.0, (FRAMES, BANDS)).astype(np.float32)  # a chunk of a long recording
+    x = tf.constant(np.stack([_norm(clip)] * 63 + [_norm(full)]))
+    out = augment.place_short(x, MEAN, STD).numpy()
+    np.testing.assert_array_equal(out[63], x.numpy()[63])  # no padding: untouched
+    starts = []
+    for r in out[:63]:
+        loud = np.flatnonzero(r.mean(1) > -1)
+        assert len(loud) == 30 and loud[-1] - loud[0] == 29  # the whole call, in one piece, never wrapped
+        np.testing.assert_array_equal(r[loud[0]:loud[0] + 30], x.numpy()[0][:30])
+        starts.append(int(loud[0]))
+    assert len(set(starts)) > 20 and max(starts) <= FRAMES - 30  # many places, all inside the chunk
 
 
 def test_shift_puts_a_short_clip_at_random_offsets_and_keeps_its_energy():
