@@ -70,8 +70,9 @@ def chunk_power(wave: np.ndarray, starts: list[int], cfg: FeatureConfig = DEFAUL
         for i in on_grid:
             k = starts[i] // hop - first
             out[i, :full] = shared[k:k + full]
+    grid = set(on_grid)
     for i, s in enumerate(starts):
-        lo = full if (i in set(on_grid) and full) else 0
+        lo = full if (i in grid and full) else 0
         chunk = np.pad(wave[s:s + size], (0, n_fft))
         idx = np.arange(lo, n_frames) * hop
         frames = np.stack([chunk[t:t + n_fft] for t in idx]) if len(idx) else np.zeros((0, n_fft), np.float32)

@@ -66,18 +66,15 @@ def find_export(model_path: str) -> str | None:
 def load_model(model_path: str):
     """(serving function, class names, path) of an export dir, of a ckpt dir holding export/, or of an
     ONNX file (`birdclef export --format onnx`; served by ONNX Runtime, TensorFlow never imported)."""
-    if str(model_path).lower().endswith(".onnx"):
-        if not fileio.exists(model_path):
-            raise PredictError(f"{model_path}: no such ONNX model; fix: make it with `birdclef export --ckpt-dir C "
-                               "--format onnx`")
-        from birdclef.onnx_model import OnnxServing
-
-        serve = OnnxServing(model_path)
-        return serve, serve.classes, model_path
     path = find_export(model_path)
     if path is None:
-        raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/; "
-                           f"fix: pass a --ckpt-dir that `birdclef train` finished")
+        raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/, nor an ONNX "
+                           f"file; fix: pass a --ckpt-dir that `birdclef train` finished, or its model.onnx")
+    if str(path).lower().endswith(".onnx"):
+        from birdclef.onnx_model import OnnxServing
+
+        serve = OnnxServing(path)
+        return serve, serve.classes, path
     from birdclef.features import import_tensorflow
 
     tf = import_tensorflow()  # usually the process's first TF import: skip Keras' sklearn wrappers
@@ -99,9 +96,13 @@ def row_prefixes(paths: list[str]) -> dict[str, str]:
     """row_prefix per input, made unique: inputs sharing one (a/x.ogg and b/x.ogg, or two recordings of
     one BirdCLEF audio_id and site on other dates) get a short hash of their path added, so no row_id
     of submission.csv is given twice."""
-    pre = {p: row_prefix(p) for p in paths}
-    counts = pd.Series(list(pre.values()), dtype=str).value_counts()
-    return {p: s if counts[s] == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p, s in pre.items()}
+    return _unique_names({p: row_prefix(p) for p in paths})
+
+
+def _unique_names(names: dict[str, str]) -> dict[str, str]:
+    """path -> name, where names given to several paths get a short hash of their path added."""
+    counts = pd.Series(list(names.values()), dtype=str).value_counts()
+    return {p: s if counts[s] == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p, s in names.items()}
 
 
 def n_windows(n_samples: int, cfg: FeatureConfig = DEFAULT_FEATURES) -> int:
@@ -249,9 +250,7 @@ def audacity_rows(det: pd.DataFrame) -> str:
 def output_stems(paths: list[str]) -> dict[str, str]:
     """A file name stem per input for per-file outputs; inputs sharing a stem (a/x.ogg, b/x.wav)
     get a short hash of their path added, so one file's table never overwrites another's."""
-    stems = {p: fileio.basename(p).rsplit(".", 1)[0] for p in paths}
-    counts = pd.Series(list(stems.values()), dtype=str).value_counts()
-    return {p: s if counts[s] == 1 else f"{s}-{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p, s in stems.items()}
+    return _unique_names({p: fileio.basename(p).rsplit(".", 1)[0] for p in paths})
 
 
 def input_files(inputs: list[str]) -> tuple[list[str], list[str]]:
