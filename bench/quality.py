@@ -46,7 +46,9 @@ def recipes() -> dict[str, dict]:
            "lr-constant": {"lr_schedule": "constant"}, "nocall-share-0": {"nocall_share": 0.0},
            # augmentation (off by default): all of it, the two that change no label and add no other
            # recording's audio, and all but one (the ablation rows)
-           "augment-all": {"augment": "all"}, "light": {"augment": "shift,gain"}}
+           "augment-all": {"augment": "all"}, "light": {"augment": "shift,gain"},
+           # an exponential moving average of the weights validated and exported (birdclef.averaging)
+           "ema": {"ema": 0.99}, "ema-light": {"ema": 0.99, "augment": "shift,gain"}}
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out

@@ -23,6 +23,7 @@ by `birdclef.augment` (--augment); the learning rate warms up, then decays (`lea
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -37,6 +38,7 @@ import pandas as pd
 
 from birdclef import augment as augment_mod
 from birdclef import fileio, stages
+from birdclef.averaging import WeightAverage
 from birdclef.config import DEFAULT_FEATURES, NOCALL, FeatureConfig
 
 MAX_READS = 3.0  # default bound on chunks read per training example drawn (see sampling_plan)
@@ -69,12 +71,13 @@ class TrainConfig:
     nocall_share: float = NOCALL_SHARE  # share of non-bird chunks in class-balanced batches
     balance_alpha: float = 0.0        # class shares ∝ chunks ** alpha: 0 balanced, 1 as the data comes
     max_reads: float = MAX_READS      # chunks read per example at most; loss weights even out the rest
+    ema: float = 0.0                  # decay of the weights' moving average (birdclef.averaging); 0: off
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
         return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed",
                                               "augment", "lr_schedule", "nocall_share",
-                                              "balance_alpha", "max_reads")}
+                                              "balance_alpha", "max_reads", "ema")}
 
 
 class TrainError(Exception):
@@ -416,10 +419,11 @@ def class_losses(out, y, multi, nocall: int, weight=None):
     return xent + presence
 
 
-def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None):
+def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, average=None):
     """step(x, y) -> loss. y: class ids [b], or (class ids, multi-hot targets [b, C]) from
     `Data.train_dataset`; explicit triples take ((a, p, n), (anchor class, negative class)).
-    class_weights [C]: the class head's loss weight per primary class (`sampling_plan`), or None."""
+    class_weights [C]: the class head's loss weight per primary class (`sampling_plan`), or None.
+    average: a `birdclef.averaging.WeightAverage` updated after every step, or None."""
     import tensorflow as tf
 
     cw = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
@@ -462,6 +466,8 @@ def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None):
         if cfg.mixed_precision:
             grads = optimizer.get_unscaled_gradients(grads)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if average is not None:
+            average.update(optimizer.iterations)
         return loss
 
     return tf.function(step, jit_compile=cfg.jit_compile)
@@ -665,7 +671,10 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
     epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")
     best_var = tf.Variable(-1.0, dtype=tf.float64, name="best_metric")
     stale_var = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best_var, stale=stale_var)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    tracked = {"ema": average.module} if average else {}
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, best=best_var, stale=stale_var,
+                               **tracked)
     manager = tf.train.CheckpointManager(ckpt, fileio.join(cfg.ckpt_dir, "ckpt"), max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint)
@@ -676,7 +685,7 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
     history_path = fileio.join(cfg.ckpt_dir, "history.json")
     # the epochs of the checkpoint restored (an epoch recorded but not checkpointed is trained again)
     history = [h for h in (fileio.read_json(history_path) or []) if h.get("epoch", 0) <= int(epoch_var.numpy())]
-    step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None)
+    step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None, average)
     if data.plan:
         log(f"train: class sampling reads {data.plan['reads']:.2f} chunks per example (--max-reads "
             f"{cfg.max_reads:g}); loss weights {data.plan['weight'].min():.2f}-{data.plan['weight'].max():.2f}")
@@ -703,21 +712,23 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
                             ex_s=f"{len(losses) * cfg.batch_size / (time.perf_counter() - t0):.0f}")
         dt = time.perf_counter() - t0
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "examples_per_s": steps * cfg.batch_size / dt}
-        if has_val:
-            entry.update({f"val_{k}": v for k, v in evaluate_split(model, data, "val", cfg.knn_k).items()
-                          if k in ("knn_top1", "classifier_top1", "bird_auc", "bird_f1")})
-        metric = selection_metric(entry, cfg.loss)
-        with writer.as_default():
-            for k, v in entry.items():
-                if k != "epoch" and v is not None:
-                    tf.summary.scalar(k, v, step=epoch)
-        if metric > best_var.numpy():
-            best_var.assign(metric)
-            stale_var.assign(0)
-            model.save_weights(best_path)
-            fileio.write_json(fileio.join(cfg.ckpt_dir, "best", "best.json"), entry)
-        else:
-            stale_var.assign_add(1)
+        # with --ema the averaged weights are validated, kept as best and exported; the raw ones train on
+        with average.applied() if average else contextlib.nullcontext():
+            if has_val:
+                entry.update({f"val_{k}": v for k, v in evaluate_split(model, data, "val", cfg.knn_k).items()
+                              if k in ("knn_top1", "classifier_top1", "bird_auc", "bird_f1")})
+            metric = selection_metric(entry, cfg.loss)
+            with writer.as_default():
+                for k, v in entry.items():
+                    if k != "epoch" and v is not None:
+                        tf.summary.scalar(k, v, step=epoch)
+            if metric > best_var.numpy():
+                best_var.assign(metric)
+                stale_var.assign(0)
+                model.save_weights(best_path)
+                fileio.write_json(fileio.join(cfg.ckpt_dir, "best", "best.json"), entry)
+            else:
+                stale_var.assign_add(1)
         epoch_var.assign(epoch)
         history.append(entry)
         fileio.write_json(history_path, history)  # before the checkpoint: a kill between trains it again
@@ -727,6 +738,8 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
 
     if fileio.exists(best_path + ".index"):
         model.load_weights(best_path)
+    elif average:
+        average.finalize()
     metrics = {"model": cfg.model, "loss": cfg.loss, "params": int(model.count_params()),
                "classes": data.classes, "epochs_trained": int(epoch_var.numpy()),
                "best": json.loads(fileio.read_text(fileio.join(cfg.ckpt_dir, "best", "best.json")))

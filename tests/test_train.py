@@ -404,3 +404,57 @@ def test_out_of_range_training_values_are_refused_before_anything_is_written(tmp
     with pytest.raises(train.TrainError, match=says):
         train.run(cfg, log=lambda s: None)
     assert not (tmp_path / "ck").exists()
+
+
+def test_weight_average_follows_its_definition_and_gives_the_raw_weights_back():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from birdclef.averaging import WeightAverage
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    avg = WeightAverage(model, decay=0.9)
+    w0 = [v.numpy().copy() for v in model.trainable_variables]
+    expect = [w.copy() for w in w0]
+    for step in range(30):
+        new = [np.full_like(w, step + 1.0) for w in w0]
+        for v, n in zip(model.trainable_variables, new):
+            v.assign(n)
+        avg.update(tf.constant(step + 1, tf.int64))
+        d = min(0.9, (2.0 + step) / (11.0 + step))
+        expect = [d * e + (1 - d) * n for e, n in zip(expect, new)]
+    raw = [v.numpy().copy() for v in model.trainable_variables]
+    with avg.applied():
+        for v, e in zip(model.trainable_variables, expect):
+            np.testing.assert_allclose(v.numpy(), e, rtol=1e-5)
+    for v, r in zip(model.trainable_variables, raw):
+        np.testing.assert_array_equal(v.numpy(), r)  # the raw weights train on after validation
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_ema_training_exports_the_averaged_weights_and_resumes_them(work, tmp_path):
+    import dataclasses
+
+    ckpt = str(tmp_path / "ema")
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=1, steps_per_epoch=3,
+                            model="dilated_cnn", jit_compile=False, ema=0.5)
+    train.run(cfg, log=lambda s: None)
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(f"{ckpt}/ckpt")
+    shadow = tf.train.load_variable(latest, "ema/shadow/0/.ATTRIBUTES/VARIABLE_VALUE")
+    raw = tf.train.load_variable(latest, "model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    assert not np.allclose(shadow, raw)  # the average is not the last step's weights
+    # the weights kept as best (and exported) are the averaged ones
+    m = models.build("dilated_cnn", features.mel_shape(), cfg.embedding_dim,
+                     len(json.load(open(f"{ckpt}/classes.json"))))
+    m.load_weights(f"{ckpt}/best/weights")
+    np.testing.assert_allclose(m.trainable_variables[0].numpy(), shadow, rtol=1e-6)
+    logs = []
+    train.run(dataclasses.replace(cfg, epochs=2), log=logs.append)  # resumes with its average
+    assert any("resuming" in line for line in logs)
+    from birdclef.stages import StageConflict
+
+    with pytest.raises(StageConflict, match="ema"):
+        train.run(dataclasses.replace(cfg, ema=0.9, epochs=3), log=lambda s: None)
