@@ -223,6 +223,28 @@ def load(path: str, cfg: AudioConfig = DEFAULT_AUDIO, *, check: bool = True,
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
+def segment(path: str, start_s: float, end_s: float, cfg: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """float32 mono at cfg.sample_rate of [start_s, end_s) of a recording, decoding only that span
+    (a seek, where the format allows it): for listening to one window of a long recording."""
+    path = str(path)
+    with _open(path) as snd:
+        sr_in = int(snd.samplerate)
+        a = max(0, int(round(start_s * sr_in)))
+        n = max(0, int(round(end_s * sr_in)) - a)
+        try:
+            if snd.seekable():
+                snd.seek(min(a, snd.frames))
+            else:
+                snd.read(a, dtype="float32", always_2d=True)
+            x = snd.read(n, dtype=_INT_READ.get(snd.subtype, "float32"), always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(path, "truncated", f"reading {start_s:.2f}-{end_s:.2f} s: {e}") from e
+    x = np.nan_to_num(_to_mono(x), nan=0.0, posinf=0.0, neginf=0.0)
+    if sr_in != cfg.sample_rate and len(x):
+        x = soxr.resample(x, sr_in, cfg.sample_rate).astype(np.float32)
+    return x
+
+
 def write_ogg(path: str, audio: np.ndarray, sample_rate: int, block_frames: int = 1 << 20) -> None:
     """Write float audio as OGG Vorbis, in blocks (libsndfile can crash on
     very large single OGG writes), to a local or remote path."""

@@ -347,6 +347,18 @@ def cmd_search(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- review
+def cmd_review(args) -> int:
+    from birdclef import review
+
+    try:
+        review.serve(args.db, args.results, args.host, args.port)
+    except review.ReviewError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -563,6 +575,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="window", choices=("window", "chunk"), help="default %(default)s")
     p.add_argument("--out", help="folder for search.csv and search.selections.txt")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("review", help="page through windows in the browser, listen, and label them",
+                       description="A local web page (http://127.0.0.1:PORT/) that shows each window's spectrogram, "
+                                   "plays it and records a label per window (a species code, not, or unsure) in the "
+                                   "database, with the time given. Works offline.")
+    p.add_argument("--db", required=True, help="a database made by `birdclef embed` (labels are stored in it)")
+    p.add_argument("--results", help="review the rows of this CSV (search.csv, detections.csv or scores.csv) "
+                                     "instead of every window of the database")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default %(default)s: this computer only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help="default %(default)s")
+    p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")
