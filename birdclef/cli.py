@@ -359,6 +359,17 @@ def cmd_review(args) -> int:
     return EXIT_OK
 
 
+def cmd_classify(args) -> int:
+    from birdclef import classify
+
+    try:
+        classify.train(args.db, args.out, replace=args.replace)
+    except classify.ClassifyError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from birdclef import demo
@@ -587,6 +598,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default %(default)s: this computer only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help="default %(default)s")
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("classify", help="train a classifier on the windows labelled in review",
+                       description="Fit a linear classifier (one-vs-rest logistic regression) on the labelled window "
+                                   "embeddings of DB, check it on held-out windows (cross-validation) and write a "
+                                   "model directory that `birdclef predict --ckpt-dir OUT` and evaluate accept.")
+    p.add_argument("--db", required=True, help="a database made by `birdclef embed`, labelled in `birdclef review`")
+    p.add_argument("--out", required=True, help="the classifier's model directory")
+    p.add_argument("--replace", action="store_true", help="overwrite a classifier already in --out")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("synth", help="write a synthetic BirdCLEF-layout dataset (no download needed)",
                        description="Write a deterministic synthetic dataset in the BirdCLEF-2021 layout.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from birdclef import fileio
+from birdclef import classify, fileio
 
 COLUMNS = [("model", "model"), ("loss", "loss"), ("params", "params"), ("epochs", "epochs_trained"),
            ("k-NN top-1", "knn_top1"), ("k-NN birds", "knn_top1_birds"), ("k-NN balanced", "knn_balanced"),
@@ -37,10 +37,13 @@ def rows(ckpt_dirs: list[str]) -> tuple[list[dict], list[str]]:
     out, problems = [], []
     for d in ckpt_dirs:
         p = fileio.join(d, "metrics.json")
-        if not fileio.exists(p):
+        if fileio.exists(p):
+            m = json.loads(fileio.read_text(p))
+        elif classify.is_classifier(d):  # `birdclef classify`: no training metrics, its evaluation only
+            m = {"model": "linear classifier", "loss": "few-shot (classify)"}
+        else:
             problems.append(f"{d}: no metrics.json; fix: finish `birdclef train --ckpt-dir {d}` first")
             continue
-        m = json.loads(fileio.read_text(p))
         ev = fileio.join(d, "evaluation.json")
         evaluation = json.loads(fileio.read_text(ev)) if fileio.exists(ev) else {}
         flat = {**m, **m.get("test", {}), **{k: v for k, v in evaluation.items() if k in EVALUATION_KEYS},

@@ -57,6 +57,10 @@ def find_export(model_path: str) -> str | None:
     file); None if neither."""
     if str(model_path).lower().endswith(".onnx"):
         return model_path if fileio.exists(model_path) else None
+    from birdclef import classify
+
+    if classify.is_classifier(model_path):
+        return model_path  # `birdclef classify`: a linear head on a base model's embeddings
     for path in (model_path, fileio.join(model_path, "export")):
         if fileio.exists(fileio.join(path, "saved_model.pb")):
             return path
@@ -70,6 +74,10 @@ def load_model(model_path: str):
     if path is None:
         raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/, nor an ONNX "
                            f"file; fix: pass a --ckpt-dir that `birdclef train` finished, or its model.onnx")
+    from birdclef import classify
+
+    if classify.is_classifier(path):
+        return classify.load(path)
     if str(path).lower().endswith(".onnx"):
         from birdclef.onnx_model import OnnxServing
 
