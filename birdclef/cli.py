@@ -339,7 +339,7 @@ def cmd_search(args) -> int:
     from birdclef import embeddings, predict
 
     try:
-        res = embeddings.search(args.db, args.query, args.k, args.kind, args.out)
+        res = embeddings.search(args.db, args.query, args.k, args.kind, args.out, index=args.index)
     except (embeddings.EmbedError, predict.PredictError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
@@ -585,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=ranged(int, 1), default=50, help="how many results (default %(default)s)")
     p.add_argument("--kind", default="window", choices=("window", "chunk"), help="default %(default)s")
     p.add_argument("--out", help="folder for search.csv and search.selections.txt")
+    p.add_argument("--index", default="auto", choices=("auto", "exact", "approx"),
+                   help="exact: compare with every stored vector; approx: an HNSW index beside the database (built "
+                        "on first use, kept up to date); auto: exact up to 200,000 vectors (default %(default)s)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("review", help="page through windows in the browser, listen, and label them",

@@ -14,9 +14,9 @@ The store is one SQLite file (Python's own sqlite3: no server, one file to copy 
              over the chunks predict's padding rule lets speak for the window) and per 2 s chunk
              (kind 'chunk'): recording, start and end in seconds, and the float32 vector
 
-Search is exact: cosine similarity of the query against every stored vector of the chosen kind, in
-blocks (numpy), so memory stays bounded by the block size. An approximate index (usearch / faiss)
-for archive scale is not here yet.
+Search is exact (cosine similarity of the query against every stored vector of the chosen kind, in
+blocks, so memory stays bounded by the block size) or, above AUTO_APPROX vectors or with --index approx,
+through an approximate HNSW index kept beside the database (`birdclef.ann`, usearch).
 """
 from __future__ import annotations
 
@@ -151,10 +151,37 @@ def parse_query(query: str) -> tuple[str, float | None, float | None]:
     return query, None, None
 
 
+AUTO_APPROX = 200_000  # --index auto: exact search up to this many vectors (under ~1 s), the approximate index above
+
+
+def exact_topk(con: sqlite3.Connection, q: np.ndarray, k: int, kind: str = "window",
+               block: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, cosine similarities) of the k stored vectors of `kind` nearest to q, best first:
+    every vector compared, block by block, so memory stays bounded by the block."""
+    best_s, best_id = np.zeros(0, np.float32), np.zeros(0, np.int64)
+    cur = con.execute("SELECT id, vector FROM embedding WHERE kind = ?", (kind,))
+    while True:
+        rows = cur.fetchmany(block)
+        if not rows:
+            break
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+        s = vecs @ q
+        if len(s) > k:
+            top = np.argpartition(-s, k - 1)[:k]
+            s, ids = s[top], ids[top]
+        best_s, best_id = np.concatenate([best_s, s]), np.concatenate([best_id, ids])
+        keep = np.argsort(-best_s, kind="stable")[:k]
+        best_s, best_id = best_s[keep], best_id[keep]
+    return best_id, best_s
+
+
 def search(db: str, query: str, k: int = 50, kind: str = "window", out: str | None = None,
            acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, block: int = 100_000,
-           log=print) -> pd.DataFrame:
-    """The k stored windows (or chunks) most similar to the query audio, best first."""
+           index: str = "auto", log=print) -> pd.DataFrame:
+    """The k stored windows (or chunks) most similar to the query audio, best first. index: exact
+    (every vector compared), approx (the usearch index of `birdclef.ann`) or auto (exact up to
+    AUTO_APPROX vectors)."""
     from birdclef import predict
 
     if not os.path.exists(db):
@@ -176,18 +203,16 @@ def search(db: str, query: str, k: int = 50, kind: str = "window", out: str | No
     o = serve(waveform=wave)
     q = predict.as_numpy(o["embedding"]).astype(np.float64).mean(0)
     q = (q / max(np.linalg.norm(q), 1e-12)).astype(np.float32)
-    best_s, best_id = np.zeros(0, np.float32), np.zeros(0, np.int64)
-    cur = con.execute("SELECT id, vector FROM embedding WHERE kind = ?", (kind,))
-    while True:
-        rows = cur.fetchmany(block)
-        if not rows:
-            break
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
-        s = vecs @ q
-        best_s, best_id = np.concatenate([best_s, s]), np.concatenate([best_id, ids])
-        keep = np.argsort(-best_s, kind="stable")[:k]
-        best_s, best_id = best_s[keep], best_id[keep]
+    n = con.execute("SELECT COUNT(*) FROM embedding WHERE kind = ?", (kind,)).fetchone()[0]
+    approx = index == "approx" or (index == "auto" and n > AUTO_APPROX)
+    if approx and n:
+        from birdclef import ann
+
+        best_id, best_s = ann.search(ann.open_index(con, db, kind, len(q), log), q, k)
+        keep = best_id >= 0
+        best_id, best_s = best_id[keep], best_s[keep]
+    else:
+        best_id, best_s = exact_topk(con, q, k, kind, block)
     if not len(best_id):
         con.close()
         raise EmbedError(f"{db} holds no {kind} embeddings")

@@ -69,6 +69,9 @@ def test_search_finds_the_query_window_itself_first(tiny_model, shared_data, tmp
     assert res.iloc[0].start_s == 10 and res.iloc[0].end_s == 15 and res.iloc[0].similarity > 0.999
     table = pd.read_csv(tmp_path / "out" / "search.selections.txt", sep="\t")
     assert len(table) == 5 and table["Begin Time (s)"].iloc[0] == 10
+    # the approximate index finds the same first window
+    approx = embeddings.search(db, f"{s}@10-15", k=5, index="approx", log=lambda x: None)
+    assert approx.iloc[0].start_s == 10 and abs(approx.iloc[0].similarity - res.iloc[0].similarity) < 1e-3
 
 
 def test_search_refuses_bad_queries_in_one_line(tmp_path, capsys):
@@ -80,3 +83,47 @@ def test_search_refuses_bad_queries_in_one_line(tmp_path, capsys):
             raise AssertionError(q)
         except embeddings.EmbedError as e:
             assert "START-END" in str(e)
+
+
+def _vector_db(path, n, dim=32, seed=0):
+    """An embedding table of n clustered unit vectors (no model: the index only reads vectors)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim))
+    x = centres[rng.integers(0, 50, n)] + 0.5 * rng.standard_normal((n, dim))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    con = embeddings.connect(path)
+    con.execute("INSERT INTO recording (path, duration_s, windows, done) VALUES ('/a.wav', 1, 1, 1)")
+    con.executemany("INSERT INTO embedding (recording_id, kind, start_s, end_s, vector) VALUES (1, 'window', ?, ?, ?)",
+                    [(5.0 * i, 5.0 * i + 5, v.tobytes()) for i, v in enumerate(x)])
+    con.commit()
+    return con, x
+
+
+def test_approximate_index_recall_against_exact_and_it_follows_the_database(tmp_path):
+    from birdclef import ann
+
+    db = str(tmp_path / "v.sqlite")
+    con, x = _vector_db(db, 20000)
+    logs = []
+    index = ann.open_index(con, db, "window", x.shape[1], logs.append)
+    assert any("building" in line for line in logs) and len(index) == 20000
+    rng = np.random.default_rng(1)
+    queries = x[rng.integers(0, len(x), 50)] + 0.1 * rng.standard_normal((50, x.shape[1])).astype(np.float32)
+    exact = np.stack([embeddings.exact_topk(con, q / np.linalg.norm(q), 10)[0] for q in queries])
+    approx = np.stack([ann.search(index, q, 10)[0] for q in queries])
+    assert ann.recall_at_k(exact, approx) >= 0.95
+    # exact search against a brute-force reference
+    q = queries[0] / np.linalg.norm(queries[0])
+    ids, sims = embeddings.exact_topk(con, q, 10, block=3000)
+    np.testing.assert_array_equal(ids, np.argsort(-(x @ q))[:10] + 1)
+    # rows added later are added to the index; a replaced file's rows make it rebuild
+    con.executemany("INSERT INTO embedding (recording_id, kind, start_s, end_s, vector) VALUES (1, 'window', 0, 5, ?)",
+                    [(v.tobytes(),) for v in x[:10]])
+    con.commit()
+    logs.clear()
+    assert len(ann.open_index(con, db, "window", x.shape[1], logs.append)) == 20010 and not logs
+    con.execute("DELETE FROM embedding WHERE id <= 5")
+    con.commit()
+    index = ann.open_index(con, db, "window", x.shape[1], logs.append)
+    assert any("building" in line for line in logs) and len(index) == 20005
+    assert 3 not in set(ann.search(index, x[2], 10)[0].tolist())
