@@ -101,11 +101,11 @@ def window_auc(ckpt: str, work: str) -> float:
     return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
 
 
-def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int) -> dict:
+def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevaluate: bool = False) -> dict:
     from birdclef import evaluate, train
 
     done = Path(ckpt) / "bench.json"
-    if done.exists():
+    if done.exists() and not reevaluate:
         cached = json.loads(done.read_text())
         if cached.get("recipe", recipe) == recipe and cached.get("epochs", epochs) == epochs:
             return cached
@@ -135,6 +135,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--recipes", default="default,baseline", help="comma list, or all: " + ", ".join(recipes()))
     ap.add_argument("--work", default="/tmp/birdclef-bench-quality")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="evaluate trained models again (after a change to evaluate or predict); training resumes "
+                         "its finished run, so nothing is trained again")
     args = ap.parse_args()
     names = list(recipes()) if args.recipes == "all" else args.recipes.split(",")
     work = f"{args.work}/work"
@@ -142,7 +145,7 @@ def main() -> None:
     rows = {}
     for name in names:
         for seed in args.seeds:  # seeds inside recipes: a partial run still gives whole recipes
-            r = one_run(work, f"{args.work}/{name}-s{seed}", recipes()[name], seed, args.epochs)
+            r = one_run(work, f"{args.work}/{name}-s{seed}", recipes()[name], seed, args.epochs, args.reevaluate)
             rows.setdefault(name, []).append(r)
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS if r.get(k) is not None),
                   flush=True)

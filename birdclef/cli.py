@@ -283,7 +283,7 @@ def cmd_predict(args) -> int:
     if not _model_ready(args.ckpt_dir):
         return EXIT_BAD_INPUT
     try:
-        summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold)
+        summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold, presence=args.presence_threshold)
     except predict.PredictError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
@@ -427,7 +427,7 @@ def _threshold(value: str):
 
 
 def add_threshold_arg(p: argparse.ArgumentParser, allow_val: bool = False) -> None:
-    text = "bird score that labels a window (default %(default)s)"
+    text = "class score at which a bird is named in a window where a bird is present (default %(default)s)"
     if allow_val:
         text += ", or val: the threshold `birdclef evaluate` chose on the validation split (from CKPT_DIR/evaluation.json)"
     p.add_argument("--threshold", type=_threshold if allow_val else ranged(float, 0, 1, lo_open=True, hi_open=True),
@@ -559,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_inputs(p)
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
     add_threshold_arg(p, allow_val=True)
+    p.add_argument("--presence-threshold", type=ranged(float, 0, 1, lo_open=True, hi_open=True), default=0.5,
+                   help="bird presence (the `bird` score) a window needs before any bird is named in it; "
+                        "below it the window is nocall (default %(default)s)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a trained model as ONNX (served by ONNX Runtime, without TensorFlow)",

@@ -316,7 +316,8 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     rec = _csv(fileio.join(pre, "recordings.csv"))
     test = rec[rec["split"] == "test"]
     windows = window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)
-    result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "classes": classes,
+    result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold,
+              "presence_threshold": predict.PRESENCE_THRESHOLD, "classes": classes,
               **chunk_metrics(serve, classes, test, threshold), **windows,
               # --soundscapes val: the val windows were just scored, do not predict them again
               "val_threshold": val_threshold(serve, classes, work_dir, data_dir, rec,

@@ -9,9 +9,11 @@ two windows, not three; a file shorter than 5 s gives one. A window's score for 
 2 s chunks (1 s hop) that lie inside it, the chunks `birdclef transform` makes
 of a labelled soundscape window; a chunk that is mostly zero padding (at the end
 of a file) does not count (`window_scores`). The same goes for the model's bird
-presence (`bird`). A window whose bird presence is >= --threshold is labelled
-with the birds scoring >= --threshold; any other window is `nocall`. `--threshold val` takes the
-threshold `birdclef evaluate` chose on the validation split (CKPT_DIR/evaluation.json).
+presence (`bird`). A window whose bird presence is >= --presence-threshold (default 0.5) is
+labelled with the birds scoring >= --threshold; any other window is `nocall`. The two are apart: a
+lower class threshold (more species named where a bird calls) never lets more non-bird windows
+through. `--threshold val` takes the class threshold `birdclef evaluate` chose on the validation split
+(CKPT_DIR/evaluation.json).
 
 Outputs in --out:
   submission.csv   row_id,birds (BirdCLEF-2021 format; row_id = <audio_id>_<site>_<end s>
@@ -218,26 +220,35 @@ def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAU
     return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
 
 
-def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[list[tuple[str, float]]]:
+PRESENCE_THRESHOLD = 0.5  # bird presence at which a window may be labelled with birds (--presence-threshold)
+
+
+def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float,
+               presence: float = PRESENCE_THRESHOLD) -> list[list[tuple[str, float]]]:
     """Per window, the (bird, score) pairs scoring >= threshold, in class order; none where the
-    window's bird presence (column `bird`, where given) is below threshold."""
+    window's bird presence (column `bird`, where given) is below `presence`. The class threshold does
+    not move the presence gate: evaluate's validation sweep once chose 0.1 for the class scores, which
+    as a presence gate as well called 41 % of non-bird test clips birds."""
     birds = [c for c in classes if c != NOCALL]
     values = scores[birds].to_numpy() if birds else np.zeros((len(scores), 0))
-    present = scores[BIRD].to_numpy() >= threshold if BIRD in scores else np.ones(len(scores), bool)
+    present = scores[BIRD].to_numpy() >= presence if BIRD in scores else np.ones(len(scores), bool)
     return [[(b, float(v)) for b, v in zip(birds, row) if v >= threshold] if p else []
             for row, p in zip(values, present)]
 
 
-def label_windows(scores: pd.DataFrame, classes: list[str], threshold: float) -> list[str]:
-    """Space-separated birds with score >= threshold per window, else 'nocall'."""
-    return [" ".join(b for b, _ in hits) or NOCALL for hits in _bird_hits(scores, classes, threshold)]
+def label_windows(scores: pd.DataFrame, classes: list[str], threshold: float,
+                  presence: float = PRESENCE_THRESHOLD) -> list[str]:
+    """Space-separated birds with score >= threshold per window where a bird is present, else 'nocall'."""
+    return [" ".join(b for b, _ in hits) or NOCALL for hits in _bird_hits(scores, classes, threshold, presence)]
 
 
-def detections(scores: pd.DataFrame, classes: list[str], threshold: float) -> pd.DataFrame:
-    """One row per (window, bird scoring >= threshold): file (if given), start_s, end_s, species, score."""
+def detections(scores: pd.DataFrame, classes: list[str], threshold: float,
+               presence: float = PRESENCE_THRESHOLD) -> pd.DataFrame:
+    """One row per (window, bird scoring >= threshold where a bird is present): file (if given),
+    start_s, end_s, species, score."""
     keys = [k for k in ("file", "start_s", "end_s") if k in scores]
     rows = [(*key, b, v) for key, hits in zip(scores[keys].itertuples(index=False, name=None),
-                                               _bird_hits(scores, classes, threshold)) for b, v in hits]
+                                               _bird_hits(scores, classes, threshold, presence)) for b, v in hits]
     return pd.DataFrame(rows, columns=[*keys, "species", "score"])
 
 
@@ -312,11 +323,15 @@ def val_threshold(model_path: str, export_dir: str) -> float:
 
 
 def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0.5,
-        acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, log=print) -> dict:
-    """threshold: a bird score in (0, 1], or "val" for the one `birdclef evaluate` chose on validation data."""
+        acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, log=print,
+        presence: float = PRESENCE_THRESHOLD) -> dict:
+    """threshold: a class score in (0, 1], or "val" for the one `birdclef evaluate` chose on validation
+    data; presence: the bird presence a window needs to be labelled with birds."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if threshold != "val" and not 0.0 < float(threshold) <= 1.0:
         raise PredictError(f"--threshold {threshold} must be in (0, 1], or val")
+    if not 0.0 < float(presence) < 1.0:
+        raise PredictError(f"--presence-threshold {presence} must be in (0, 1)")
     serve, classes, export_dir = load_model(model_path)
     if threshold == "val":
         threshold = val_threshold(model_path, export_dir)
@@ -329,16 +344,16 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     if not files:
         raise PredictError(f"no audio files ({', '.join(audio.AUDIO_SUFFIXES)}) in {', '.join(inputs)}")
     params = {"model": export_dir, "model_fingerprint": model_fingerprint(serve, cfg), "threshold": threshold,
-              "classes": classes}
+              "presence_threshold": float(presence), "classes": classes}
     fileio.makedirs(out)
     try:
         with stages.locked(out, "birdclef predict"):
-            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log)
+            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, float(presence))
     except stages.StageConflict as e:
         raise PredictError(str(e)) from e
 
 
-def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log) -> dict:
+def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, presence=PRESENCE_THRESHOLD) -> dict:
     try:
         stages.claim(fileio.join(out, "predict.json"), params, "predictions", "choose another --out")
     except stages.StageConflict as e:
@@ -371,10 +386,10 @@ def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log) -> d
     scores = pd.concat(results, ignore_index=True)
     prefixes = row_prefixes(list(scores["file"].unique()))
     scores["row_id"] = scores["file"].map(prefixes) + "_" + scores["end_s"].round().astype(int).astype(str)
-    scores.insert(4, "birds", label_windows(scores, classes, threshold))
+    scores.insert(4, "birds", label_windows(scores, classes, threshold, presence))
     fileio.write_text(fileio.join(out, "scores.csv"), scores.to_csv(index=False, float_format="%.5f"))
     fileio.write_text(fileio.join(out, "submission.csv"), scores[["row_id", "birds"]].to_csv(index=False))
-    det = detections(scores, classes, threshold)  # once: the CSV and every file's tables come from it
+    det = detections(scores, classes, threshold, presence)  # once: the CSV and every file's tables come from it
     fileio.write_text(fileio.join(out, "detections.csv"), det.to_csv(index=False, float_format="%.5f"))
     per_file = dict(tuple(det.groupby("file", sort=False)))
     for path, stem in output_stems(list(scores["file"].unique())).items():

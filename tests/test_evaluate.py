@@ -194,6 +194,17 @@ def test_threshold_is_chosen_by_chunk_row_f1_with_ties_going_to_the_default():
     assert evaluate.choose_threshold([{"threshold": 0.5, "row_f1": float("nan")}]) == {}
 
 
+def test_a_low_class_threshold_does_not_lower_the_bird_presence_gate():
+    classes = ["a", "b", NOCALL]
+    # window 1: a bird is present, its species scores low; window 2: no bird present, a class scores high
+    df = pd.DataFrame({"a": [0.2, 0.9], "b": [0.05, 0.05], NOCALL: [0.1, 0.1], predict.BIRD: [0.8, 0.3]})
+    assert predict.label_windows(df, classes, 0.1) == ["a", NOCALL]
+    assert predict.label_windows(df, classes, 0.1, presence=0.2) == ["a", "a"]
+    assert predict.label_windows(df, classes, 0.5) == [NOCALL, NOCALL]
+    det = predict.detections(df.assign(start_s=[0, 5], end_s=[5, 10]), classes, 0.1)
+    assert list(det.species) == ["a"] and list(det.start_s) == [0]
+
+
 def test_predict_threshold_val_reads_evaluate_choice_or_says_what_to_run(tmp_path):
     import json
 
