@@ -197,21 +197,27 @@ def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def spectrogram_png(x: np.ndarray, sr: int, fmax: float = DEFAULT_FEATURES.fmax) -> bytes:
-    """A display spectrogram: log power of a 1024-point STFT (hop 10 ms) up to fmax, low frequencies at
-    the bottom, as PNG."""
-    from matplotlib import image as mpimg
+def spectrogram_png(x: np.ndarray, sr: int, fmax: float = DEFAULT_FEATURES.fmax, rows: int = 160) -> bytes:
+    """A display spectrogram: log power of a 1024-point STFT (hop 10 ms) up to fmax, averaged into
+    `rows` frequency bands, low frequencies at the bottom, as an 8-bit palette PNG (magma): small and
+    quick to encode (a full RGBA image of every FFT bin took 100-200 ms and 500 KB)."""
+    from matplotlib import colormaps
+    from PIL import Image
     from scipy import signal
 
     if len(x) < 1024:
         x = np.pad(x, (0, 1024 - len(x)))
     f, _, z = signal.stft(x, sr, nperseg=1024, noverlap=1024 - sr // 100, boundary=None, padded=False)
-    keep = f <= fmax
-    db = 10 * np.log10(np.abs(z[keep]) ** 2 + 1e-10)
+    power = np.abs(z[f <= fmax]) ** 2
+    edges = np.linspace(0, len(power), rows + 1).astype(int)
+    power = np.add.reduceat(power, edges[:-1], axis=0) / np.maximum(np.diff(edges), 1)[:, None]
+    db = 10 * np.log10(power + 1e-10)
     lo, hi = np.percentile(db, 5), db.max()
-    img = np.clip((db - lo) / max(hi - lo, 1e-6), 0, 1)
+    img = (np.clip((db - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)[::-1]
+    out = Image.fromarray(np.ascontiguousarray(img), mode="P")
+    out.putpalette((colormaps["magma"](np.arange(256))[:, :3] * 255).astype(np.uint8).ravel().tolist())
     buf = io.BytesIO()
-    mpimg.imsave(buf, img[::-1], cmap="magma", format="png")
+    out.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
