@@ -8,7 +8,8 @@ C is a finished `birdclef train` run (e.g. one of bench/quality.py's). Its ONNX 
 --out D` runs as a whole process, SavedModel and ONNX in turn (A, B, A, B, ...), --runs times each.
 Printed per length and model: median wall time, CPU time (user + system), peak RSS, real-time factor
 (audio seconds per wall second) and audio seconds per CPU second; then the ratio ONNX / SavedModel.
-Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
+With --embed, `birdclef embed` runs on the same audio and models too, and its throughput is printed
+against predict's. Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
 >= 150 audio seconds per CPU second after start-up.
 """
 from __future__ import annotations
@@ -48,13 +49,14 @@ _MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "print(w, u.ru_utime + u.ru_stime, u.ru_maxrss / 1024); sys.exit(r.returncode)")
 
 
-def one_run(model: str, path: str, out: str) -> dict:
-    """Wall, CPU and peak RSS of one `birdclef predict` process."""
+def one_run(model: str, path: str, out: str, command: str = "predict") -> dict:
+    """Wall, CPU and peak RSS of one `birdclef predict` (or `birdclef embed` into a new database) process."""
     shutil.rmtree(out, ignore_errors=True)
-    r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "birdclef.cli", "predict", path,
-                        "--ckpt-dir", model, "--out", out], capture_output=True, text=True)
+    target = ["--out", out] if command == "predict" else ["--db", os.path.join(out, "emb.sqlite")]
+    r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "birdclef.cli", command, path,
+                        "--ckpt-dir", model, *target], capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"predict failed on {path} with {model}:\n{r.stderr[-2000:]}")
+        raise SystemExit(f"{command} failed on {path} with {model}:\n{r.stderr[-2000:]}")
     wall, cpu, rss = map(float, r.stdout.split()[-3:])
     return {"wall": wall, "cpu": cpu, "rss_mb": rss}
 
@@ -65,6 +67,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, nargs="+", default=[2, 10, 60])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", default="/tmp/birdclef-bench-predict")
+    ap.add_argument("--embed", action="store_true",
+                    help="also run `birdclef embed` on the same audio with each model and print its throughput "
+                         "against predict's (issue 15 target: >= 0.8)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     onnx = os.path.join(args.ckpt_dir, "model.onnx")
@@ -74,13 +79,16 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "birdclef.cli", "export", "--ckpt-dir", args.ckpt_dir,
                             "--out", onnx], check=True)
     models = {"savedmodel": args.ckpt_dir, "onnx": onnx}
+    jobs = [(name, model, cmd) for name, model in models.items() for cmd in (("predict", "embed") if args.embed
+                                                                            else ("predict",))]
     print(f"cpus {os.cpu_count()}, {args.runs} runs each, medians")
     for minutes in sorted(args.minutes):
         path = build_recording(os.path.join(args.work, f"audio-{minutes:g}min.wav"), minutes)
-        runs = {k: [] for k in models}
+        runs = {k if cmd == "predict" else f"{k} embed": [] for k, _, cmd in jobs}
         for _ in range(args.runs):
-            for name, model in models.items():  # interleaved: A, B, A, B
-                runs[name].append(one_run(model, path, os.path.join(args.work, f"out-{name}")))
+            for name, model, cmd in jobs:  # interleaved: A, B, A, B
+                key = name if cmd == "predict" else f"{name} embed"
+                runs[key].append(one_run(model, path, os.path.join(args.work, f"out-{name}-{cmd}"), cmd))
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mb")} for k, v in runs.items()}
         secs = minutes * 60
         for name, m in med.items():
@@ -88,6 +96,9 @@ def main() -> None:
                   f"peak RSS {m['rss_mb']:6.0f} MB  {secs / m['wall']:7.1f}x real time  "
                   f"{secs / m['cpu']:7.1f} audio-s per CPU-s")
         print(f"{minutes:5g} min  onnx / savedmodel wall ratio {med['onnx']['wall'] / med['savedmodel']['wall']:.3f}")
+        for name in models if args.embed else ():
+            print(f"{minutes:5g} min  {name} embed throughput / predict throughput "
+                  f"{med[name]['wall'] / med[f'{name} embed']['wall']:.3f} (target >= 0.8)")
 
 
 if __name__ == "__main__":
