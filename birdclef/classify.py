@@ -52,7 +52,11 @@ def labelled_windows(db: str) -> tuple[pd.DataFrame, np.ndarray]:
                             "with `birdclef review`")
     con = sqlite3.connect(db)
     try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise ClassifyError(f"--db {db} is not an embedding database ({e}); fix: give the SQLite file "
+                                "`birdclef embed` made") from None
         if not {"label", "embedding"} <= tables:
             raise ClassifyError(f"{db} holds no labels yet; fix: label windows with `birdclef review --db {db}`")
         rows = con.execute(

@@ -51,8 +51,12 @@ def connect(db: str) -> sqlite3.Connection:
         raise EmbedError(f"--db {db}: the database is a local SQLite file; fix: give a local path "
                          "(the audio may stay remote)")
     os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
-    con = sqlite3.connect(db)
-    con.executescript(SCHEMA)
+    try:
+        con = sqlite3.connect(db)
+        con.executescript(SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise EmbedError(f"--db {db} is not an embedding database ({e}); fix: give the SQLite file `birdclef "
+                         "embed` made, or a new path") from None
     return con
 
 

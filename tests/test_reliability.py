@@ -132,6 +132,12 @@ HOSTILE = [
     (["transform", "--work-dir", "w", "--runner", "FooRunner"], "--runner FooRunner"),
     (["transform", "--work-dir", "w", "--direct_num_workers=0"], "--direct_num_workers"),
     (["transform", "--work-dir", "w", "--tmep_location", "/tmp/x"], "--tmep_location"),
+    (["train", "--data-path", "w", "--ckpt-dir", "c", "--ema", "1"], "--ema"),
+    (["predict", "x.ogg", "--ckpt-dir", "c", "--out", "o", "--presence-threshold", "0"], "--presence-threshold"),
+    (["search", "--db", "d", "--query", "q.wav", "-k", "0"], "-k"),
+    (["search", "--db", "d", "--query", "q.wav", "--index", "fast"], "--index"),
+    (["review", "--db", "d", "--port", "70000"], "--port"),
+    (["review", "--db", "d", "--port", "0"], "--port"),
 ]
 
 
@@ -197,3 +203,16 @@ def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_holders_lock_is_t
                                                "started": "earlier", "what": "birdclef train"}))
     with stages.locked(str(out), "birdclef train"):
         assert json.loads((out / stages.LOCK).read_text())["pid"] == os.getpid()
+
+
+def test_a_file_that_is_not_a_database_is_refused_in_one_line_by_every_database_command(tiny_model, tmp_path, capsys):
+    _, ckpt = tiny_model
+    db = tmp_path / "notes.sqlite"
+    db.write_text("not a database\n" * 100)
+    clip = _wav(tmp_path / "clip.wav", 0.1 * np.sin(np.arange(32000 * 3) / 5.0))
+    for args in (["embed", clip, "--ckpt-dir", ckpt, "--db", str(db)], ["search", "--db", str(db), "--query", clip],
+                 ["review", "--db", str(db)], ["classify", "--db", str(db), "--out", str(tmp_path / "c2")]):
+        assert cli.main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and str(db) in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert db.read_text().startswith("not a database")  # nothing of the user's was overwritten
