@@ -273,8 +273,10 @@ def output_stems(paths: list[str]) -> dict[str, str]:
 
 
 def input_files(inputs: list[str]) -> tuple[list[str], list[str]]:
-    """Audio files named directly or found (recursively) in folders, each once: a file reached twice
-    (named and inside a named folder, or by two spellings of its path) keeps its first spelling.
+    """Audio files named directly or found (recursively) in folders, each once, spelled as given (a
+    relative folder gives paths relative to where the command runs, so scores.csv and detections.csv
+    travel with the data): a file reached twice (named and inside a named folder, or by two spellings
+    of its path) keeps its first spelling.
     Returns (files, the later spellings left out)."""
     files, seen, twice = [], set(), []
     for p in inputs:
@@ -282,6 +284,9 @@ def input_files(inputs: list[str]) -> tuple[list[str], list[str]]:
             found = [p]
         else:
             found = fileio.list_files(p, audio.AUDIO_SUFFIXES) if fileio.exists(p) else []
+            if found and not fileio.is_remote(p):  # in the user's spelling: a relative folder gives relative paths
+                root = os.path.abspath(p)
+                found = [os.path.join(p, os.path.relpath(f, root)) for f in found]
             found = found or [p]  # a missing path is reported per file, below
         for f in found:
             key = f if fileio.is_remote(f) else os.path.realpath(f)

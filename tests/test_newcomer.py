@@ -1,4 +1,5 @@
 """A newcomer's first hour (issue 17): refusals come before TensorFlow is imported, quietly."""
+import os
 import subprocess
 import sys
 
@@ -91,3 +92,16 @@ def test_validate_accounts_for_every_audio_file_by_kind(synth_small, tmp_path, c
     assert f"{total} of {total} audio files usable" in last, last
     assert f"recordings {recordings}/{recordings}" in last and f"soundscapes {soundscapes}/{soundscapes}" in last
     assert f"non-bird {nonbird}/{nonbird}" in last and "1 file(s) in train_short_audio/ not in the metadata" in last
+
+
+def test_inputs_keep_the_users_spelling_so_result_tables_travel(tmp_path, monkeypatch):
+    from birdclef import predict
+
+    (tmp_path / "site" / "a").mkdir(parents=True)
+    for name in ("site/x.ogg", "site/a/y.ogg"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    files, _ = predict.input_files(["site"])
+    assert files == [os.path.join("site", "a", "y.ogg"), os.path.join("site", "x.ogg")]  # not /tmp/.../site/...
+    files, _ = predict.input_files([str(tmp_path / "site")])
+    assert files[0] == str(tmp_path / "site" / "a" / "y.ogg")
