@@ -11,7 +11,7 @@ and prints, per recipe, the mean and spread (min-max) over seeds of:
   mAP             macro AP over the test chunks' classes
   presence AUC/F1 bird presence of test chunks: bird recordings against non-bird clips
   non-bird->bird  share of the test split's non-bird clips given a bird label by `predict` at the
-                  threshold `evaluate` chose on validation data
+                  class threshold and bird-presence gate `evaluate` chose on validation data
   window AUC      bird presence per 5 s window: the labelled soundscape windows (all hold birds) against
                   the windows of the test split's non-bird clips
   1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
@@ -62,7 +62,7 @@ def prepare(work: str) -> None:
     transform.run(work, [], log=lambda s: None)
 
 
-def soundscape_f1(ckpt: str, work: str, threshold: float) -> float:
+def soundscape_f1(ckpt: str, work: str, threshold: float, gate: float = 0.5) -> float:
     from birdclef import evaluate, predict
     from birdclef.data import metadata
 
@@ -71,7 +71,7 @@ def soundscape_f1(ckpt: str, work: str, threshold: float) -> float:
     df = predict.predict_file(serve, classes, str(path)).set_index("row_id")
     labels = metadata.read_soundscape_labels(str(SHARED / "birdclef-plus"))
     rows = labels[labels["audio_id"].astype(str) == "1001"]
-    pred = predict.label_windows(df.reindex(rows["row_id"]).fillna(0.0), classes, threshold)
+    pred = predict.label_windows(df.reindex(rows["row_id"]).fillna(0.0), classes, threshold, gate)
     return evaluate.row_f1(pred, [str(b) for b in rows["birds"]])
 
 
@@ -115,11 +115,12 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
     train.run(cfg, log=lambda s: None)
     ev = evaluate.run(work, ckpt, soundscape_split="all", log=lambda s: None)
     th = ev["val_threshold"].get("threshold", 0.5)
+    gate = ev["val_threshold"].get("presence_threshold", 0.5)
     fp = ev["nonbird_test"]["called_bird"][str(th)]
     res = {"bird_top1": ev["bird_top1"], "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
            "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
            "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
-           "f1_1001_PA": soundscape_f1(ckpt, work, th), "threshold": th, "minutes": (time.perf_counter() - t0) / 60,
+           "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate, "minutes": (time.perf_counter() - t0) / 60,
            "recipe": recipe, "epochs": epochs}
     done.write_text(json.dumps(res))
     return res

@@ -559,9 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_inputs(p)
     p.add_argument("--out", required=True, help="output folder; an interrupted run resumes here")
     add_threshold_arg(p, allow_val=True)
-    p.add_argument("--presence-threshold", type=ranged(float, 0, 1, lo_open=True, hi_open=True), default=0.5,
+    p.add_argument("--presence-threshold", type=ranged(float, 0, 1, lo_open=True, hi_open=True), default=None,
                    help="bird presence (the `bird` score) a window needs before any bird is named in it; "
-                        "below it the window is nocall (default %(default)s)")
+                        "below it the window is nocall (default 0.5; with --threshold val, the gate evaluate chose)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a trained model as ONNX (served by ONNX Runtime, without TensorFlow)",

@@ -158,7 +158,7 @@ def presence(bird: np.ndarray, is_bird: np.ndarray, threshold: float) -> dict:
 
 
 def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold: float,
-                  acfg: AudioConfig = DEFAULT_AUDIO) -> dict:
+                  acfg: AudioConfig = DEFAULT_AUDIO, presence_gate: float | None = None) -> dict:
     from birdclef import predict
 
     scores, y, ids, skipped, bird = score_recordings(serve, classes, recordings, acfg, with_bird=True)
@@ -171,7 +171,8 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
     nocall = classes.index(NOCALL) if NOCALL in classes else None
     # bird vs not by the rule `predict` labels windows with (bird presence, then the class scores)
     table = pd.DataFrame(scores, columns=classes).assign(**{predict.BIRD: bird})
-    det_pred = np.array([b != NOCALL for b in predict.label_windows(table, classes, threshold)])
+    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
+    det_pred = np.array([b != NOCALL for b in predict.label_windows(table, classes, threshold, gate)])
     p, r = precision_recall(det_pred, y != nocall)
     birds = y != nocall
     bird_cols = [i for i, c in enumerate(classes) if c != NOCALL]
@@ -196,10 +197,14 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
 
 
 def nonbird_false_positives(serve, classes: list[str], recordings: pd.DataFrame, thresholds: list[float],
-                            acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
+                            acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES,
+                            presence_gate: float | None = None) -> dict:
     """Non-bird clips (label nocall) run through `predict` as a user would: the share of clips with a
-    bird label in any 5 s window, per threshold, and the clips (with the bird they got) at the first."""
+    bird label in any 5 s window, per class threshold (bird presence gated at presence_gate), and the
+    clips (with the bird they got) at the first."""
     from birdclef import predict
+
+    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
 
     clips = recordings[recordings["label"] == NOCALL]
     per_clip = []
@@ -210,10 +215,10 @@ def nonbird_false_positives(serve, classes: list[str], recordings: pd.DataFrame,
             continue
     if not per_clip:
         return {"clips": 0}
-    out = {"clips": len(per_clip), "called_bird": {}}
+    out = {"clips": len(per_clip), "presence_threshold": gate, "called_bird": {}}
     for th in thresholds:
         called = [(rid, labels) for rid, df in per_clip
-                  for labels in [sorted({b for w in predict.label_windows(df, classes, th) for b in w.split()}
+                  for labels in [sorted({b for w in predict.label_windows(df, classes, th, gate) for b in w.split()}
                                         - {NOCALL})] if labels]
         out["called_bird"][str(th)] = {"share": len(called) / len(per_clip), "n": len(called),
                                        "examples": [f"{rid} -> {' '.join(lab)}" for rid, lab in called[:10]]}
@@ -228,7 +233,8 @@ def choose_threshold(sweep: list[dict]) -> dict:
     return max(usable, key=lambda x: (x["row_f1"], -abs(x["threshold"] - 0.5)))
 
 
-def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str], bird: np.ndarray | None = None) -> list[dict]:
+def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str], bird: np.ndarray | None = None,
+                presence_gate: float | None = None) -> list[dict]:
     """Row-wise F1 of chunks labelled by `predict`'s rule at each SWEEP threshold (truth: one label per chunk;
     bird: the chunks' bird presence, which `predict` labels with too)."""
     from birdclef import predict
@@ -236,30 +242,65 @@ def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str], bird: np.
     df, true = pd.DataFrame(scores, columns=classes), [classes[i] for i in y]
     if bird is not None:
         df[predict.BIRD] = bird
-    return [{"threshold": t, "row_f1": row_f1(predict.label_windows(df, classes, t), true)} for t in SWEEP]
+    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
+    return [{"threshold": t, "row_f1": row_f1(predict.label_windows(df, classes, t, gate), true)} for t in SWEEP]
+
+
+PRESENCE_SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+TARGET_NONBIRD_FP = 0.05  # share of the val split's non-bird clips a bird may be heard in
+
+
+def presence_gate_on_val(serve, classes: list[str], recordings: pd.DataFrame, acfg: AudioConfig = DEFAULT_AUDIO,
+                         cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
+    """The bird-presence gate of `predict --threshold val`: the lowest of PRESENCE_SWEEP at which at most
+    TARGET_NONBIRD_FP of the val split's non-bird clips have a window with presence at or above it
+    (never below 0.5: a gate is only raised where validation audio shows false alarms). Without val
+    non-bird clips: 0.5."""
+    from birdclef import predict
+
+    clips = recordings[(recordings["split"] == "val") & (recordings["label"] == NOCALL)]
+    peaks = []
+    for r in clips.itertuples(index=False):
+        try:
+            peaks.append(float(predict.predict_file(serve, classes, r.path, acfg, cfg)[predict.BIRD].max()))
+        except audio.AudioError:
+            continue
+    if not peaks:
+        return {"presence_threshold": predict.PRESENCE_THRESHOLD, "presence_source": "default: no val non-bird clips"}
+    peaks = np.asarray(peaks)
+    gate = next((t for t in PRESENCE_SWEEP if (peaks >= t).mean() <= TARGET_NONBIRD_FP), PRESENCE_SWEEP[-1])
+    return {"presence_threshold": gate, "presence_source": f"val non-bird clips ({len(peaks)})",
+            "val_nonbird_heard": float((peaks >= gate).mean()), "target_nonbird_heard": TARGET_NONBIRD_FP}
 
 
 def val_threshold(serve, classes: list[str], work_dir: str, data_dir: str, recordings: pd.DataFrame,
                   acfg: AudioConfig = DEFAULT_AUDIO, windows: dict | None = None) -> dict:
-    """`predict --threshold val`: chosen on the val split's soundscape windows, else on its recordings' chunks.
+    """`predict --threshold val`: the bird-presence gate (`presence_gate_on_val`), then the class threshold
+    with the best row-wise F1 behind that gate on the val split's soundscape windows, else on its
+    recordings' chunks.
 
     windows: `window_metrics` of the val split if already computed (its sweep does not depend on its threshold)."""
-    if windows is None:
-        windows = window_metrics(serve, classes, work_dir, data_dir, "val", 0.5, acfg)
+    gate = presence_gate_on_val(serve, classes, recordings, acfg)
+    p = gate["presence_threshold"]
+    if windows is None or windows.get("presence_threshold") != p:
+        windows = window_metrics(serve, classes, work_dir, data_dir, "val", 0.5, acfg, presence_gate=p)
     if windows.get("soundscape_windows"):
         best = choose_threshold(windows["threshold_sweep"])
-        return {**best, "source": "val soundscape windows", "n": windows["soundscape_windows"]}
+        return {**best, **gate, "source": "val soundscape windows", "n": windows["soundscape_windows"]}
     scores, y, _, _, bird = score_recordings(serve, classes, recordings[recordings["split"] == "val"], acfg,
                                              with_bird=True)
     if not len(y):
-        return {"source": "none: the val split has no labelled soundscape windows and no usable recordings"}
-    best = choose_threshold(chunk_sweep(scores, y, classes, bird))
-    return {**best, "source": "val recording chunks", "n": int(len(y))}
+        return {**gate, "source": "none: the val split has no labelled soundscape windows and no usable recordings"}
+    best = choose_threshold(chunk_sweep(scores, y, classes, bird, p))
+    return {**best, **gate, "source": "val recording chunks", "n": int(len(y))}
 
 
 def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, split: str, threshold: float,
-                   acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES) -> dict:
+                   acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES,
+                   presence_gate: float | None = None) -> dict:
     from birdclef import predict
+
+    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
     from birdclef.data import metadata
 
     pre = fileio.join(work_dir, "preprocess")
@@ -267,7 +308,7 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
     if split != "all":
         sc = sc[sc["split"] == split]
     if not len(sc):
-        return {"soundscape_windows": 0, "soundscape_split": split}
+        return {"soundscape_windows": 0, "soundscape_split": split, "presence_threshold": gate}
     labels = metadata.read_soundscape_labels(data_dir)
     scored, true = [], []
     for r in sc.itertuples(index=False):
@@ -281,11 +322,12 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
     has_bird = np.array([t != NOCALL for t in true])
 
     def at(th: float) -> dict:
-        pred = predict.label_windows(scores, classes, th)
+        pred = predict.label_windows(scores, classes, th, gate)
         p, r = precision_recall(np.array([x != NOCALL for x in pred]), has_bird)
         return {"row_f1": row_f1(pred, true), "detection_precision": p, "detection_recall": r}
 
-    return {"soundscape_split": split, "soundscapes": int(len(sc)), "soundscape_windows": len(true),
+    return {"soundscape_split": split, "presence_threshold": gate, "soundscapes": int(len(sc)),
+            "soundscape_windows": len(true),
             "windows_with_birds": int(has_bird.sum()), **at(threshold),
             # bird presence per window, whatever the species (also those of no class); AUC needs both kinds
             "window_presence": presence(scores[predict.BIRD].to_numpy(), has_bird, threshold),
@@ -315,16 +357,17 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
         raise EvaluateError(str(e)) from e
     rec = _csv(fileio.join(pre, "recordings.csv"))
     test = rec[rec["split"] == "test"]
-    windows = window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold)
-    result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold,
-              "presence_threshold": predict.PRESENCE_THRESHOLD, "classes": classes,
-              **chunk_metrics(serve, classes, test, threshold), **windows,
-              # --soundscapes val: the val windows were just scored, do not predict them again
-              "val_threshold": val_threshold(serve, classes, work_dir, data_dir, rec,
-                                             windows=windows if soundscape_split == "val" else None)}
+    # the val choices first: the test split is then measured behind the presence gate chosen on val
+    chosen_val = val_threshold(serve, classes, work_dir, data_dir, rec)
+    gate = chosen_val["presence_threshold"]
+    windows = window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold, presence_gate=gate)
+    result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "presence_threshold": gate,
+              "classes": classes, **chunk_metrics(serve, classes, test, threshold, presence_gate=gate), **windows,
+              "val_threshold": chosen_val}
     chosen = result["val_threshold"].get("threshold")
     result["nonbird_test"] = nonbird_false_positives(
-        serve, classes, test, list(dict.fromkeys([threshold] + ([chosen] if chosen is not None else []))))
+        serve, classes, test, list(dict.fromkeys([threshold] + ([chosen] if chosen is not None else []))),
+        presence_gate=gate)
     at = next((x for x in result.get("threshold_sweep", []) if x["threshold"] == chosen), None)
     if at is not None:
         result["at_val_threshold"] = at

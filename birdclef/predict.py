@@ -310,7 +310,13 @@ def model_fingerprint(serve, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
 
 
 def val_threshold(model_path: str, export_dir: str) -> float:
-    """The threshold `birdclef evaluate` chose on the validation split (its evaluation.json)."""
+    """The class threshold `birdclef evaluate` chose on the validation split (its evaluation.json)."""
+    return val_choice(model_path, export_dir)[0]
+
+
+def val_choice(model_path: str, export_dir: str) -> tuple[float, float]:
+    """(class threshold, bird-presence gate) `birdclef evaluate` chose on the validation split; the gate
+    is PRESENCE_THRESHOLD in evaluations written before it was chosen."""
     import json
 
     places = [model_path, fileio.dirname(export_dir.rstrip("/"))]
@@ -322,26 +328,30 @@ def val_threshold(model_path: str, export_dir: str) -> float:
                 raise PredictError(f"{path} holds no threshold chosen on validation data "
                                    f"({chosen.get('source', 'written by an older birdclef')}); "
                                    f"fix: pass --threshold 0.5 (or another number), or rerun `birdclef evaluate`")
-            return float(chosen["threshold"])
+            return float(chosen["threshold"]), float(chosen.get("presence_threshold", PRESENCE_THRESHOLD))
     raise PredictError(f"--threshold val: no evaluation.json in {' or '.join(dict.fromkeys(places))}; "
                        f"fix: run `birdclef evaluate {model_path} --work-dir W` first, or pass a number")
 
 
 def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0.5,
         acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, log=print,
-        presence: float = PRESENCE_THRESHOLD) -> dict:
+        presence: float | None = None) -> dict:
     """threshold: a class score in (0, 1], or "val" for the one `birdclef evaluate` chose on validation
-    data; presence: the bird presence a window needs to be labelled with birds."""
+    data; presence: the bird presence a window needs to be labelled with birds (None: the gate evaluate
+    chose on validation data with --threshold val, else PRESENCE_THRESHOLD)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if threshold != "val" and not 0.0 < float(threshold) <= 1.0:
         raise PredictError(f"--threshold {threshold} must be in (0, 1], or val")
-    if not 0.0 < float(presence) < 1.0:
+    if presence is not None and not 0.0 < float(presence) < 1.0:
         raise PredictError(f"--presence-threshold {presence} must be in (0, 1)")
     serve, classes, export_dir = load_model(model_path)
     if threshold == "val":
-        threshold = val_threshold(model_path, export_dir)
-        log(f"predict: threshold {threshold}, chosen on validation data by `birdclef evaluate`")
+        threshold, val_gate = val_choice(model_path, export_dir)
+        presence = val_gate if presence is None else presence
+        log(f"predict: class threshold {threshold} and bird-presence gate {presence}, chosen on validation data "
+            "by `birdclef evaluate`")
     threshold = float(threshold)
+    presence = PRESENCE_THRESHOLD if presence is None else float(presence)
     files, twice = input_files(inputs)
     if twice:
         log(f"predict: {len(twice)} input(s) reached twice read once: {', '.join(twice[:3])}"

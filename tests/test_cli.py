@@ -115,15 +115,17 @@ def _check_predict(work, out, shared_data, capsys):
     assert "another threshold" in capsys.readouterr().err
     assert (out / "submission.csv").read_text() == before
     # --threshold val: the threshold evaluate chose on the val split, read from evaluation.json
-    chosen = json.loads((work / "model" / "evaluation.json").read_text())["val_threshold"]["threshold"]
+    val_choice = json.loads((work / "model" / "evaluation.json").read_text())["val_threshold"]
+    chosen, gate = val_choice["threshold"], val_choice["presence_threshold"]
     val_out = out.parent / (out.name + "-val")
     assert cli.main(["predict", inputs[0], "--ckpt-dir", str(work / "model"), "--out", str(val_out),
                      "--threshold", "val"]) == 0
-    assert f"threshold {chosen}, chosen on validation data" in capsys.readouterr().out
+    assert f"class threshold {chosen} and bird-presence gate {gate}, chosen on validation data" in capsys.readouterr().out
     val_scores = pd.read_csv(val_out / "scores.csv", keep_default_na=False)
     assert list(val_scores.birds) == predict.label_windows(val_scores, predict.load_model(str(work / "model"))[1],
-                                                           chosen)
-    assert json.loads((val_out / "predict.json").read_text())["params"]["threshold"] == chosen
+                                                           chosen, gate)
+    params = json.loads((val_out / "predict.json").read_text())["params"]
+    assert params["threshold"] == chosen and params["presence_threshold"] == gate
     # a file reached twice (its folder and itself) is read once; a namesake elsewhere gets its own row ids
     import shutil
 

@@ -218,6 +218,21 @@ def test_predict_threshold_val_reads_evaluate_choice_or_says_what_to_run(tmp_pat
     (tmp_path / "ckpt" / "evaluation.json").write_text(json.dumps({"val_threshold": {"threshold": 0.3}}))
     assert predict.val_threshold(str(tmp_path / "ckpt"), str(export)) == 0.3  # given the ckpt dir
     assert predict.val_threshold(str(export), str(export)) == 0.3              # given its export/ folder
+    assert predict.val_choice(str(export), str(export)) == (0.3, 0.5)  # no gate recorded: the default
+    (tmp_path / "ckpt" / "evaluation.json").write_text(json.dumps({"val_threshold": {"threshold": 0.2,
+                                                                                       "presence_threshold": 0.8}}))
+    assert predict.val_choice(str(tmp_path / "ckpt"), str(export)) == (0.2, 0.8)
+
+
+def test_the_presence_gate_is_raised_until_val_non_bird_clips_are_quiet(monkeypatch):
+    """Of 20 val non-bird clips, peaks of presence 0.3 (x17), 0.65, 0.75, 0.97: at 0.5 three clips (15 %)
+    would be heard as birds, at 0.7 two (10 %), at 0.8 one (5 %, the target): the gate is 0.8."""
+    peaks = iter([0.3] * 17 + [0.65, 0.75, 0.97])
+    monkeypatch.setattr(predict, "predict_file", lambda *a, **k: pd.DataFrame({predict.BIRD: [next(peaks), 0.1]}))
+    rec = pd.DataFrame({"split": ["val"] * 20 + ["test"], "label": [NOCALL] * 21, "path": ["x"] * 21})
+    gate = evaluate.presence_gate_on_val(None, ["a", NOCALL], rec)
+    assert gate["presence_threshold"] == 0.8 and gate["val_nonbird_heard"] == pytest.approx(0.05)
+    assert evaluate.presence_gate_on_val(None, ["a", NOCALL], rec[rec.split == "test"])["presence_threshold"] == 0.5
 
 
 def test_per_class_metrics_name_the_weak_species_and_what_they_are_taken_for():
