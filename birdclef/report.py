@@ -7,7 +7,7 @@ the report never shows a number that evaluation.json does not hold:
                         windows against the threshold, with the always-nocall floor and the
                         threshold chosen on the val split
   per_class_ap.png      test-chunk AP per class
-  confusion.png         test chunks by true and top-1 class, each row as fractions of its chunks
+  confusion.png         test chunks by true and top-1 class: counts in the cells, colour the row fraction
 and, for `birdclef compare --plot`, one bar chart of several models' main metrics (`plot_models`).
 Plots use matplotlib's non-interactive Agg backend (no screen needed).
 """
@@ -59,7 +59,8 @@ def _plot_sweep(ev: dict, path: str) -> None:
         ax.axvline(chosen, color="black", ls="--", label=f"chosen on val: {chosen}")
     ax.set(xlabel="threshold", ylim=(0, 1.02),
            title=f"{ev.get('soundscape_split', '')} soundscape windows ({ev.get('soundscape_windows', 0)})")
-    ax.legend(fontsize=7, loc="lower left")
+    # beside the axes, never over a curve (inside, it covered the always-nocall line)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(fig, path)
 
 
@@ -85,7 +86,12 @@ def _plot_confusion(conf: dict, path: str) -> None:
     im = ax.imshow(frac, vmin=0, vmax=1, cmap="Blues")
     ax.set_xticks(range(n), conf["classes"], rotation=90, fontsize=7)
     ax.set_yticks(range(n), conf["classes"], fontsize=7)
-    ax.set(xlabel="top-1 class", ylabel="true class", title="test chunks (row fractions)")
+    for i in range(n):  # the chunk counts in the cells (colour: row fraction)
+        for j in range(n):
+            if counts[i, j]:
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6,
+                        color="white" if frac[i, j] > 0.5 else "black")
+    ax.set(xlabel="top-1 class", ylabel="true class", title="test chunks (counts; colour: row fraction)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     _save(fig, path)
 

@@ -287,3 +287,20 @@ def test_report_shows_the_evaluation_numbers_and_plots_them(tmp_path):
     assert "**0.4**" in md and "0.700" in md and "x.ogg: truncated" in md
     report.write({"ckpt_dir": "ck", "accuracy": 1.0}, "memory://report-test")  # remote, and no plots to make
     assert "| accuracy | 1.000 |" in fileio.read_text("memory://report-test/report.md")
+
+
+def test_confusion_cells_show_counts_and_the_sweep_legend_stays_off_the_curves(tmp_path, monkeypatch):
+    from birdclef import report
+
+    figs = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figs.append(fig))
+    report._plot_confusion({"classes": ["a", "b"], "counts": [[7, 3], [0, 12]]}, str(tmp_path / "c.png"))
+    texts = sorted(t.get_text() for t in figs[0].axes[0].texts)
+    assert texts == ["12", "3", "7"]  # every non-empty cell, as a count
+    ev = {"threshold_sweep": [{"threshold": t, "row_f1": 0.5, "detection_precision": 0.6, "detection_recall": 0.4}
+                              for t in (0.1, 0.5, 0.9)], "row_f1_all_nocall": 0.3}
+    report._plot_sweep(ev, str(tmp_path / "s.png"))
+    ax = figs[1].axes[0]
+    figs[1].canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, not over the always-nocall line
