@@ -48,7 +48,8 @@ def recipes() -> dict[str, dict]:
            # recording's audio, and all but one (the ablation rows)
            "augment-all": {"augment": "all"}, "light": {"augment": "shift,gain"},
            # an exponential moving average of the weights validated and exported (birdclef.averaging)
-           "ema": {"ema": 0.99}, "ema-995": {"ema": 0.995}, "ema-light": {"ema": 0.99, "augment": "shift,gain"}}
+           "ema": {"ema": 0.99}, "ema-995": {"ema": 0.995}, "ema-light": {"ema": 0.99, "augment": "shift,gain"},
+           "ema-drop": {"ema": 0.99, "dropout": 0.3}}
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out

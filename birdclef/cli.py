@@ -185,7 +185,7 @@ def cmd_train(args) -> int:
         embedding_dim=args.embedding_dim, lr=args.lr, seed=args.seed, margin=args.margin,
         early_stopping=args.early_stopping, jit_compile=not args.no_jit, mixed_precision=args.mixed_precision,
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
-        warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema,
+        warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema, dropout=args.dropout,
         balance_alpha=args.balance_alpha, max_reads=args.max_reads)
     m = train.run(cfg)
     t = m["test"]
@@ -524,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", default=d.lr_schedule, choices=("cosine", "constant"),
                    help="cosine: linear warm-up, then cosine decay to 5%% of --lr (default %(default)s)")
     p.add_argument("--warmup-epochs", type=ranged(float, 0), default=d.warmup_epochs, help="default %(default)s")
+    p.add_argument("--dropout", type=ranged(float, 0, 1, hi_open=True), default=d.dropout,
+                   help="dropout rate on the pooled features while training (default %(default)s)")
     p.add_argument("--ema", type=ranged(float, 0, 1, hi_open=True), default=d.ema,
                    help="decay of an exponential moving average of the weights, which is validated, kept as "
                         "best and exported (e.g. 0.99); 0: off (default %(default)s)")

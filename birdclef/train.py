@@ -72,12 +72,13 @@ class TrainConfig:
     balance_alpha: float = 0.0        # class shares ∝ chunks ** alpha: 0 balanced, 1 as the data comes
     max_reads: float = MAX_READS      # chunks read per example at most; loss weights even out the rest
     ema: float = 0.0                  # decay of the weights' moving average (birdclef.averaging); 0: off
+    dropout: float = 0.0              # dropout rate on the pooled features, before the heads; 0: off
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
         return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed",
                                               "augment", "lr_schedule", "nocall_share",
-                                              "balance_alpha", "max_reads", "ema")}
+                                              "balance_alpha", "max_reads", "ema", "dropout")}
 
 
 class TrainError(Exception):
@@ -637,6 +638,8 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     if not 0.0 <= cfg.balance_alpha <= 1.0:
         raise TrainError(f"--balance-alpha {cfg.balance_alpha:g}: choose a value from 0 (every class equally "
                          "often) to 1 (classes as often as their chunks come)")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise TrainError(f"--dropout {cfg.dropout:g}: choose a rate in [0, 1)")
     if not cfg.max_reads >= 1.0:
         raise TrainError(f"--max-reads {cfg.max_reads:g}: at least 1 (one chunk read per example, no balancing "
                          "by sampling) is needed")
@@ -663,7 +666,7 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
     fileio.write_text(fileio.join(cfg.ckpt_dir, "classes.json"), json.dumps(data.classes))
     from birdclef.features import mel_shape
 
-    model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes))
+    model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes), cfg.dropout)
     train_ds, steps = data.train_dataset()
     optimizer = keras.optimizers.Adam(learning_rate(cfg, steps))
     if cfg.mixed_precision:

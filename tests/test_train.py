@@ -458,3 +458,14 @@ def test_ema_training_exports_the_averaged_weights_and_resumes_them(work, tmp_pa
 
     with pytest.raises(StageConflict, match="ema"):
         train.run(dataclasses.replace(cfg, ema=0.9, epochs=3), log=lambda s: None)
+
+
+def test_dropout_changes_training_only_and_keeps_checkpoints_interchangeable(tmp_path):
+    shape = features.mel_shape()
+    plain = models.build("dilated_cnn", shape, 16, 3)
+    dropped = models.build("dilated_cnn", shape, 16, 3, dropout=0.5)
+    plain.save_weights(str(tmp_path / "w"))
+    dropped.load_weights(str(tmp_path / "w"))  # the same weights: dropout adds none
+    x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
+    np.testing.assert_allclose(plain(x, training=False)["logits"], dropped(x, training=False)["logits"], atol=1e-5)
+    assert not np.allclose(plain(x, training=True)["logits"], dropped(x, training=True)["logits"], atol=1e-5)

@@ -18,10 +18,10 @@ REGISTRY = {
 }
 
 
-def build(name: str, mel_shape: tuple[int, int], embedding_dim: int, n_classes: int):
+def build(name: str, mel_shape: tuple[int, int], embedding_dim: int, n_classes: int, dropout: float = 0.0):
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
-    return REGISTRY[name].build(mel_shape, embedding_dim, n_classes)
+    return REGISTRY[name].build(mel_shape, embedding_dim, n_classes, dropout=dropout)
 
 
 def describe() -> list[str]:

@@ -14,7 +14,7 @@ from birdclef.models.heads import batch_norm, outputs
 SUMMARY = "CRNN: 4 conv blocks + bidirectional GRU over time, 1.2 M parameters"
 
 
-def build(mel_shape, embedding_dim: int, n_classes: int, widths=(32, 64, 128, 128), gru_units: int = 128):
+def build(mel_shape, embedding_dim: int, n_classes: int, dropout: float = 0.0, widths=(32, 64, 128, 128), gru_units: int = 128):
     inp = keras.Input(shape=mel_shape, name="mel")
     x = keras.layers.Reshape((*mel_shape, 1))(inp)
     for i, w in enumerate(widths):
@@ -26,4 +26,4 @@ def build(mel_shape, embedding_dim: int, n_classes: int, widths=(32, 64, 128, 12
     x = keras.layers.Bidirectional(keras.layers.GRU(gru_units, return_sequences=True), name="bigru")(x)
     pooled = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
                                          keras.layers.GlobalMaxPooling1D()(x)])
-    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes), name="crnn")
+    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes, dropout), name="crnn")

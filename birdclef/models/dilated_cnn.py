@@ -15,7 +15,7 @@ from birdclef.models.heads import batch_norm, outputs
 SUMMARY = "stacked dilated 1-D CNN over time (original design), 0.55 M parameters"
 
 
-def build(mel_shape, embedding_dim: int, n_classes: int, channels: int = 128, stacks: int = 2,
+def build(mel_shape, embedding_dim: int, n_classes: int, dropout: float = 0.0, channels: int = 128, stacks: int = 2,
           dilations=(1, 2, 4, 8, 16)):
     inp = keras.Input(shape=mel_shape, name="mel")
     x = keras.layers.Conv1D(channels, 1, name="project")(inp)
@@ -28,4 +28,4 @@ def build(mel_shape, embedding_dim: int, n_classes: int, channels: int = 128, st
             x = keras.layers.Add(name=f"s{s}_d{d}_res")([x, y])
     pooled = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
                                          keras.layers.GlobalMaxPooling1D()(x)])
-    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes), name="dilated_cnn")
+    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes, dropout), name="dilated_cnn")

@@ -11,8 +11,8 @@ def batch_norm(name: str):
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
 
 
-def outputs(features, embedding_dim: int, n_classes: int) -> dict:
-    """features: [batch, d] pooled backbone output.
+def outputs(features, embedding_dim: int, n_classes: int, dropout: float = 0.0) -> dict:
+    """features: [batch, d] pooled backbone output; dropout: rate of a dropout on it while training (0: none).
 
     embedding  [batch, D]  L2-normalised
     logits     [batch, C]  one independent (sigmoid) logit per class: multi-label, so a chunk may
@@ -20,6 +20,8 @@ def outputs(features, embedding_dim: int, n_classes: int) -> dict:
     bird       [batch]     logit of "some bird calls in this chunk", of its own: trained with every
                            bird class as positive and non-bird audio / `nocall` windows as negative,
                            so it also fires for birds the model has no class for"""
+    if dropout:  # no weights: checkpoints with and without it load into each other
+        features = keras.layers.Dropout(dropout, name="pooled_dropout")(features)
     emb = keras.layers.Dense(embedding_dim, name="embedding_dense")(features)
     logits = keras.layers.Dense(n_classes, name="logits", dtype="float32")(emb)
     bird = keras.layers.Dense(1, name="bird_dense", dtype="float32")(features)

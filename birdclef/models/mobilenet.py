@@ -13,7 +13,7 @@ from birdclef.models.heads import BN_MOMENTUM, outputs
 SUMMARY = "MobileNetV2 (alpha 0.5) from tf_keras.applications, one-channel input, 0.87 M parameters"
 
 
-def build(mel_shape, embedding_dim: int, n_classes: int, alpha: float = 0.5, bn_momentum: float = BN_MOMENTUM):
+def build(mel_shape, embedding_dim: int, n_classes: int, dropout: float = 0.0, alpha: float = 0.5, bn_momentum: float = BN_MOMENTUM):
     inp = keras.Input(shape=mel_shape, name="mel")
     x = keras.layers.Reshape((*mel_shape, 1))(inp)
     backbone = keras.applications.MobileNetV2(input_shape=(*mel_shape, 1), alpha=alpha, include_top=False,
@@ -24,4 +24,4 @@ def build(mel_shape, embedding_dim: int, n_classes: int, alpha: float = 0.5, bn_
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
     pooled = backbone(x)
-    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes), name="mobilenet")
+    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes, dropout), name="mobilenet")

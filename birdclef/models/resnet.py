@@ -25,7 +25,7 @@ def _block(x, filters: int, stride: int, name: str):
     return keras.layers.Activation("relu")(keras.layers.Add()([x, y]))
 
 
-def build(mel_shape, embedding_dim: int, n_classes: int, widths=(32, 64, 128, 256)):
+def build(mel_shape, embedding_dim: int, n_classes: int, dropout: float = 0.0, widths=(32, 64, 128, 256)):
     inp = keras.Input(shape=mel_shape, name="mel")
     x = keras.layers.Reshape((*mel_shape, 1))(inp)
     x = keras.layers.Conv2D(widths[0], 3, strides=2, padding="same", use_bias=False, name="stem")(x)
@@ -34,4 +34,4 @@ def build(mel_shape, embedding_dim: int, n_classes: int, widths=(32, 64, 128, 25
         x = _block(x, w, 1 if i == 0 else 2, f"stage{i}_a")
         x = _block(x, w, 1, f"stage{i}_b")
     pooled = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes), name="resnet")
+    return keras.Model(inp, outputs(pooled, embedding_dim, n_classes, dropout), name="resnet")
