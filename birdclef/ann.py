@@ -41,16 +41,12 @@ def _new(dim: int):
 
 def _add_rows(index, con: sqlite3.Connection, kind: str, after_id: int) -> tuple[int, int]:
     """Add the rows of `kind` with id > after_id; (rows added, highest id)."""
-    cur = con.execute("SELECT id, vector FROM embedding WHERE kind = ? AND id > ? ORDER BY id", (kind, after_id))
+    from birdclef.embeddings import vector_blocks
+
     added, top = 0, after_id
-    while True:
-        rows = cur.fetchmany(BLOCK)
-        if not rows:
-            break
-        keys = np.fromiter((r[0] for r in rows), np.uint64, len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
-        index.add(keys, vecs, threads=0)
-        added, top = added + len(rows), int(keys[-1])
+    for ids, vecs in vector_blocks(con, kind, after_id, BLOCK):
+        index.add(ids.astype(np.uint64), vecs, threads=0)
+        added, top = added + len(ids), int(ids[-1])
     return added, top
 
 

@@ -160,18 +160,24 @@ def parse_query(query: str) -> tuple[str, float | None, float | None]:
 AUTO_APPROX = 200_000  # --index auto: exact search up to this many vectors (under ~1 s), the approximate index above
 
 
+def vector_blocks(con: sqlite3.Connection, kind: str, after_id: int = 0, block: int = 100_000):
+    """(row ids int64 [n], vectors float32 [n, D]) of the stored vectors of `kind` with id > after_id, in
+    id order, `block` rows at a time."""
+    cur = con.execute("SELECT id, vector FROM embedding WHERE kind = ? AND id > ? ORDER BY id", (kind, after_id))
+    while True:
+        rows = cur.fetchmany(block)
+        if not rows:
+            return
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        yield ids, np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+
+
 def exact_topk(con: sqlite3.Connection, q: np.ndarray, k: int, kind: str = "window",
                block: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
     """(row ids, cosine similarities) of the k stored vectors of `kind` nearest to q, best first:
     every vector compared, block by block, so memory stays bounded by the block."""
     best_s, best_id = np.zeros(0, np.float32), np.zeros(0, np.int64)
-    cur = con.execute("SELECT id, vector FROM embedding WHERE kind = ?", (kind,))
-    while True:
-        rows = cur.fetchmany(block)
-        if not rows:
-            break
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+    for ids, vecs in vector_blocks(con, kind, block=block):
         s = vecs @ q
         if len(s) > k:
             top = np.argpartition(-s, k - 1)[:k]
