@@ -41,7 +41,8 @@ from birdclef import augment  # noqa: E402
 
 
 def recipes() -> dict[str, dict]:
-    out = {"default": {}, "baseline": {"augment": "none", "lr_schedule": "constant", "nocall_share": 0.0},
+    out = {"default": {}, "no-ema": {"ema": 0.0},
+           "baseline": {"augment": "none", "lr_schedule": "constant", "nocall_share": 0.0, "ema": 0.0},
            # the baseline's differences from the default, one at a time
            "lr-constant": {"lr_schedule": "constant"}, "nocall-share-0": {"nocall_share": 0.0},
            # augmentation (off by default): all of it, the two that change no label and add no other
@@ -106,14 +107,18 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
     from birdclef import evaluate, train
 
     done = Path(ckpt) / "bench.json"
-    if done.exists() and not reevaluate:
-        cached = json.loads(done.read_text())
-        if cached.get("recipe", recipe) == recipe and cached.get("epochs", epochs) == epochs:
-            return cached
-        raise SystemExit(f"{ckpt} holds a run of another recipe or epoch count; fix: another --work")
-    t0 = time.perf_counter()
     cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, epochs=epochs, seed=seed, early_stopping=0, **recipe)
-    train.run(cfg, log=lambda s: None)
+    # the recipe as trained (a changed default changes what `default` means)
+    config = {k: v for k, v in cfg.identity().items() if k != "data_path"}
+    if done.exists():
+        cached = json.loads(done.read_text())
+        if cached.get("config", config) != config or cached.get("epochs", epochs) != epochs:
+            raise SystemExit(f"{ckpt} holds a run of another recipe or epoch count; fix: another --work")
+        if not reevaluate:
+            return cached
+    t0 = time.perf_counter()
+    if not (reevaluate and (Path(ckpt) / "export" / "saved_model.pb").exists()):  # a trained model is not retrained
+        train.run(cfg, log=lambda s: None)
     ev = evaluate.run(work, ckpt, soundscape_split="all", log=lambda s: None)
     th = ev["val_threshold"].get("threshold", 0.5)
     gate = ev["val_threshold"].get("presence_threshold", 0.5)
@@ -122,7 +127,7 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
            "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
            "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
            "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate, "minutes": (time.perf_counter() - t0) / 60,
-           "recipe": recipe, "epochs": epochs}
+           "recipe": recipe, "config": config, "epochs": epochs}
     done.write_text(json.dumps(res))
     return res
 

@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dropout rate on the pooled features while training (default %(default)s)")
     p.add_argument("--ema", type=ranged(float, 0, 1, hi_open=True), default=d.ema,
                    help="decay of an exponential moving average of the weights, which is validated, kept as "
-                        "best and exported (e.g. 0.99); 0: off (default %(default)s)")
+                        "best and exported; 0: off (default %(default)s, the best of bench/quality.py)")
     p.add_argument("--nocall-share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
     p.add_argument("--balance-alpha", type=ranged(float, 0, 1), default=d.balance_alpha,

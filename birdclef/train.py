@@ -71,14 +71,18 @@ class TrainConfig:
     nocall_share: float = NOCALL_SHARE  # share of non-bird chunks in class-balanced batches
     balance_alpha: float = 0.0        # class shares ∝ chunks ** alpha: 0 balanced, 1 as the data comes
     max_reads: float = MAX_READS      # chunks read per example at most; loss weights even out the rest
-    ema: float = 0.0                  # decay of the weights' moving average (birdclef.averaging); 0: off
+    ema: float = 0.995                # decay of the weights' moving average (birdclef.averaging); 0: off
     dropout: float = 0.0              # dropout rate on the pooled features, before the heads; 0: off
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
-        return {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed",
-                                              "augment", "lr_schedule", "nocall_share",
-                                              "balance_alpha", "max_reads", "ema", "dropout")}
+        ident = {k: getattr(self, k) for k in ("data_path", "data_percent", "model", "loss", "embedding_dim", "seed",
+                                               "augment", "lr_schedule", "nocall_share",
+                                               "balance_alpha", "max_reads")}
+        # settings added later are recorded only when on: a run recorded before them (without weight
+        # averaging or dropout) resumes with them off, and is refused with them on
+        ident.update({k: getattr(self, k) for k in ("ema", "dropout") if getattr(self, k)})
+        return ident
 
 
 class TrainError(Exception):
