@@ -54,6 +54,7 @@ AUDIO_SUFFIXES = (".ogg", ".oga", ".mp3", ".flac", ".wav", ".aif", ".aiff")
 DEFAULT_AUDIO = AudioConfig()
 DEFAULT_FEATURES = FeatureConfig()
 NOCALL = "nocall"
+PRESENCE_THRESHOLD = 0.5  # bird presence at which a window may be labelled with birds (predict --presence-threshold)
 
 
 # `birdclef train --model` choices; birdclef.models.REGISTRY builds them (kept equal by a test). Listed here

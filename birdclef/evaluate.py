@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef import audio, fileio
-from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
+from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, PRESENCE_THRESHOLD, AudioConfig, FeatureConfig
 
 
 SWEEP = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -158,7 +158,7 @@ def presence(bird: np.ndarray, is_bird: np.ndarray, threshold: float) -> dict:
 
 
 def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold: float,
-                  acfg: AudioConfig = DEFAULT_AUDIO, presence_gate: float | None = None) -> dict:
+                  acfg: AudioConfig = DEFAULT_AUDIO, presence_gate: float = PRESENCE_THRESHOLD) -> dict:
     from birdclef import predict
 
     scores, y, ids, skipped, bird = score_recordings(serve, classes, recordings, acfg, with_bird=True)
@@ -171,8 +171,7 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
     nocall = classes.index(NOCALL) if NOCALL in classes else None
     # bird vs not by the rule `predict` labels windows with (bird presence, then the class scores)
     table = pd.DataFrame(scores, columns=classes).assign(**{predict.BIRD: bird})
-    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
-    det_pred = np.array([b != NOCALL for b in predict.label_windows(table, classes, threshold, gate)])
+    det_pred = np.array([b != NOCALL for b in predict.label_windows(table, classes, threshold, presence_gate)])
     p, r = precision_recall(det_pred, y != nocall)
     birds = y != nocall
     bird_cols = [i for i, c in enumerate(classes) if c != NOCALL]
@@ -198,13 +197,11 @@ def chunk_metrics(serve, classes: list[str], recordings: pd.DataFrame, threshold
 
 def nonbird_false_positives(serve, classes: list[str], recordings: pd.DataFrame, thresholds: list[float],
                             acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES,
-                            presence_gate: float | None = None) -> dict:
+                            presence_gate: float = PRESENCE_THRESHOLD) -> dict:
     """Non-bird clips (label nocall) run through `predict` as a user would: the share of clips with a
     bird label in any 5 s window, per class threshold (bird presence gated at presence_gate), and the
     clips (with the bird they got) at the first."""
     from birdclef import predict
-
-    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
 
     clips = recordings[recordings["label"] == NOCALL]
     per_clip = []
@@ -215,10 +212,10 @@ def nonbird_false_positives(serve, classes: list[str], recordings: pd.DataFrame,
             continue
     if not per_clip:
         return {"clips": 0}
-    out = {"clips": len(per_clip), "presence_threshold": gate, "called_bird": {}}
+    out = {"clips": len(per_clip), "presence_threshold": presence_gate, "called_bird": {}}
     for th in thresholds:
         called = [(rid, labels) for rid, df in per_clip
-                  for labels in [sorted({b for w in predict.label_windows(df, classes, th, gate) for b in w.split()}
+                  for labels in [sorted({b for w in predict.label_windows(df, classes, th, presence_gate) for b in w.split()}
                                         - {NOCALL})] if labels]
         out["called_bird"][str(th)] = {"share": len(called) / len(per_clip), "n": len(called),
                                        "examples": [f"{rid} -> {' '.join(lab)}" for rid, lab in called[:10]]}
@@ -234,7 +231,7 @@ def choose_threshold(sweep: list[dict]) -> dict:
 
 
 def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str], bird: np.ndarray | None = None,
-                presence_gate: float | None = None) -> list[dict]:
+                presence_gate: float = PRESENCE_THRESHOLD) -> list[dict]:
     """Row-wise F1 of chunks labelled by `predict`'s rule at each SWEEP threshold (truth: one label per chunk;
     bird: the chunks' bird presence, which `predict` labels with too)."""
     from birdclef import predict
@@ -242,8 +239,8 @@ def chunk_sweep(scores: np.ndarray, y: np.ndarray, classes: list[str], bird: np.
     df, true = pd.DataFrame(scores, columns=classes), [classes[i] for i in y]
     if bird is not None:
         df[predict.BIRD] = bird
-    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
-    return [{"threshold": t, "row_f1": row_f1(predict.label_windows(df, classes, t, gate), true)} for t in SWEEP]
+    return [{"threshold": t, "row_f1": row_f1(predict.label_windows(df, classes, t, presence_gate), true)}
+            for t in SWEEP]
 
 
 PRESENCE_SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
@@ -266,7 +263,7 @@ def presence_gate_on_val(serve, classes: list[str], recordings: pd.DataFrame, ac
         except audio.AudioError:
             continue
     if not peaks:
-        return {"presence_threshold": predict.PRESENCE_THRESHOLD, "presence_source": "default: no val non-bird clips"}
+        return {"presence_threshold": PRESENCE_THRESHOLD, "presence_source": "default: no val non-bird clips"}
     peaks = np.asarray(peaks)
     gate = next((t for t in PRESENCE_SWEEP if (peaks >= t).mean() <= TARGET_NONBIRD_FP), PRESENCE_SWEEP[-1])
     return {"presence_threshold": gate, "presence_source": f"val non-bird clips ({len(peaks)})",
@@ -274,13 +271,14 @@ def presence_gate_on_val(serve, classes: list[str], recordings: pd.DataFrame, ac
 
 
 def val_threshold(serve, classes: list[str], work_dir: str, data_dir: str, recordings: pd.DataFrame,
-                  acfg: AudioConfig = DEFAULT_AUDIO, windows: dict | None = None) -> dict:
+                  acfg: AudioConfig = DEFAULT_AUDIO, windows: dict | None = None, gate: dict | None = None) -> dict:
     """`predict --threshold val`: the bird-presence gate (`presence_gate_on_val`), then the class threshold
     with the best row-wise F1 behind that gate on the val split's soundscape windows, else on its
     recordings' chunks.
 
-    windows: `window_metrics` of the val split if already computed (its sweep does not depend on its threshold)."""
-    gate = presence_gate_on_val(serve, classes, recordings, acfg)
+    windows: `window_metrics` of the val split behind that gate if already computed (its sweep does not depend
+    on its threshold); gate: `presence_gate_on_val` if already computed."""
+    gate = gate or presence_gate_on_val(serve, classes, recordings, acfg)
     p = gate["presence_threshold"]
     if windows is None or windows.get("presence_threshold") != p:
         windows = window_metrics(serve, classes, work_dir, data_dir, "val", 0.5, acfg, presence_gate=p)
@@ -297,10 +295,8 @@ def val_threshold(serve, classes: list[str], work_dir: str, data_dir: str, recor
 
 def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, split: str, threshold: float,
                    acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES,
-                   presence_gate: float | None = None) -> dict:
+                   presence_gate: float = PRESENCE_THRESHOLD) -> dict:
     from birdclef import predict
-
-    gate = predict.PRESENCE_THRESHOLD if presence_gate is None else presence_gate
     from birdclef.data import metadata
 
     pre = fileio.join(work_dir, "preprocess")
@@ -308,7 +304,7 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
     if split != "all":
         sc = sc[sc["split"] == split]
     if not len(sc):
-        return {"soundscape_windows": 0, "soundscape_split": split, "presence_threshold": gate}
+        return {"soundscape_windows": 0, "soundscape_split": split, "presence_threshold": presence_gate}
     labels = metadata.read_soundscape_labels(data_dir)
     scored, true = [], []
     for r in sc.itertuples(index=False):
@@ -322,11 +318,11 @@ def window_metrics(serve, classes: list[str], work_dir: str, data_dir: str, spli
     has_bird = np.array([t != NOCALL for t in true])
 
     def at(th: float) -> dict:
-        pred = predict.label_windows(scores, classes, th, gate)
+        pred = predict.label_windows(scores, classes, th, presence_gate)
         p, r = precision_recall(np.array([x != NOCALL for x in pred]), has_bird)
         return {"row_f1": row_f1(pred, true), "detection_precision": p, "detection_recall": r}
 
-    return {"soundscape_split": split, "presence_threshold": gate, "soundscapes": int(len(sc)),
+    return {"soundscape_split": split, "presence_threshold": presence_gate, "soundscapes": int(len(sc)),
             "soundscape_windows": len(true),
             "windows_with_birds": int(has_bird.sum()), **at(threshold),
             # bird presence per window, whatever the species (also those of no class); AUC needs both kinds
@@ -358,9 +354,12 @@ def run(work_dir: str, ckpt_dir: str, threshold: float = 0.5, soundscape_split: 
     rec = _csv(fileio.join(pre, "recordings.csv"))
     test = rec[rec["split"] == "test"]
     # the val choices first: the test split is then measured behind the presence gate chosen on val
-    chosen_val = val_threshold(serve, classes, work_dir, data_dir, rec)
-    gate = chosen_val["presence_threshold"]
+    val_gate = presence_gate_on_val(serve, classes, rec)
+    gate = val_gate["presence_threshold"]
     windows = window_metrics(serve, classes, work_dir, data_dir, soundscape_split, threshold, presence_gate=gate)
+    # --soundscapes val: the val windows were just scored behind the gate, do not predict them again
+    chosen_val = val_threshold(serve, classes, work_dir, data_dir, rec, gate=val_gate,
+                               windows=windows if soundscape_split == "val" else None)
     result = {"ckpt_dir": ckpt_dir, "export": export_dir, "threshold": threshold, "presence_threshold": gate,
               "classes": classes, **chunk_metrics(serve, classes, test, threshold, presence_gate=gate), **windows,
               "val_threshold": chosen_val}

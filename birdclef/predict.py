@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef import audio, fileio, stages
-from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, AudioConfig, FeatureConfig
+from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, PRESENCE_THRESHOLD, AudioConfig, FeatureConfig
 
 WINDOWS_PER_CALL = 12  # 60 s of audio per model call
 MIN_TAIL_S = 1.0  # a trailing partial window needs this much audio to be labelled
@@ -220,9 +220,6 @@ def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAU
     return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
 
 
-PRESENCE_THRESHOLD = 0.5  # bird presence at which a window may be labelled with birds (--presence-threshold)
-
-
 def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float,
                presence: float = PRESENCE_THRESHOLD) -> list[list[tuple[str, float]]]:
     """Per window, the (bird, score) pairs scoring >= threshold, in class order; none where the
@@ -359,11 +356,11 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     if not files:
         raise PredictError(f"no audio files ({', '.join(audio.AUDIO_SUFFIXES)}) in {', '.join(inputs)}")
     params = {"model": export_dir, "model_fingerprint": model_fingerprint(serve, cfg), "threshold": threshold,
-              "presence_threshold": float(presence), "classes": classes}
+              "presence_threshold": presence, "classes": classes}
     fileio.makedirs(out)
     try:
         with stages.locked(out, "birdclef predict"):
-            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, float(presence))
+            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, presence)
     except stages.StageConflict as e:
         raise PredictError(str(e)) from e
 
