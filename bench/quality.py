@@ -50,7 +50,11 @@ def recipes() -> dict[str, dict]:
            "augment-all": {"augment": "all"}, "light": {"augment": "shift,gain"},
            # an exponential moving average of the weights validated and exported (birdclef.averaging)
            "ema": {"ema": 0.99}, "ema-995": {"ema": 0.995}, "ema-light": {"ema": 0.99, "augment": "shift,gain"},
-           "ema-drop": {"ema": 0.99, "dropout": 0.3}}
+           "ema-drop": {"ema": 0.99, "dropout": 0.3},
+           # screening (issue 16, bird top-1 >= 0.75): the class head alone, smaller batches, a higher rate
+           "classify": {"loss": "classify"}, "bs32": {"batch_size": 32}, "lr3": {"lr": 3e-3},
+           "emb256": {"embedding_dim": 256}, "wd": {"weight_decay": 0.5},
+           "classify-bs32": {"loss": "classify", "batch_size": 32}}
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out

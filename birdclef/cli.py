@@ -186,7 +186,7 @@ def cmd_train(args) -> int:
         early_stopping=args.early_stopping, jit_compile=not args.no_jit, mixed_precision=args.mixed_precision,
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
         warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema, dropout=args.dropout,
-        balance_alpha=args.balance_alpha, max_reads=args.max_reads)
+        weight_decay=args.weight_decay, balance_alpha=args.balance_alpha, max_reads=args.max_reads)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -526,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=ranged(float, 0), default=d.warmup_epochs, help="default %(default)s")
     p.add_argument("--dropout", type=ranged(float, 0, 1, hi_open=True), default=d.dropout,
                    help="dropout rate on the pooled features while training (default %(default)s)")
+    p.add_argument("--weight-decay", type=ranged(float, 0, 1, hi_open=True), default=d.weight_decay,
+                   help="decoupled weight decay of the kernels (AdamW); 0: plain Adam (default %(default)s)")
     p.add_argument("--ema", type=ranged(float, 0, 1, hi_open=True), default=d.ema,
                    help="decay of an exponential moving average of the weights, which is validated, kept as "
                         "best and exported; 0: off (default %(default)s, the best of bench/quality.py)")

@@ -73,6 +73,7 @@ class TrainConfig:
     max_reads: float = MAX_READS      # chunks read per example at most; loss weights even out the rest
     ema: float = 0.995                # decay of the weights' moving average (birdclef.averaging); 0: off
     dropout: float = 0.0              # dropout rate on the pooled features, before the heads; 0: off
+    weight_decay: float = 0.0         # decoupled weight decay (AdamW) of kernels; 0: plain Adam
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
@@ -81,7 +82,8 @@ class TrainConfig:
                                                "balance_alpha", "max_reads")}
         # settings added later are recorded only when on: a run recorded before them (without weight
         # averaging or dropout) resumes with them off, and is refused with them on
-        ident.update({k: getattr(self, k) for k in ("ema", "dropout") if getattr(self, k)})
+        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay")
+                      if getattr(self, k)})
         return ident
 
 
@@ -495,6 +497,19 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
         warmup_target=cfg.lr if warmup else None, warmup_steps=warmup)
 
 
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    """Adam, or with --weight-decay AdamW: decoupled decay of the kernels (biases and batch-norm
+    scales and offsets are not decayed)."""
+    import tf_keras as keras
+
+    lr = learning_rate(cfg, steps_per_epoch)
+    if not cfg.weight_decay:
+        return keras.optimizers.Adam(lr)
+    opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return opt
+
+
 # ---------------------------------------------------------------- evaluation
 _INFER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -644,6 +659,8 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
                          "often) to 1 (classes as often as their chunks come)")
     if not 0.0 <= cfg.dropout < 1.0:
         raise TrainError(f"--dropout {cfg.dropout:g}: choose a rate in [0, 1)")
+    if not 0.0 <= cfg.weight_decay < 1.0:
+        raise TrainError(f"--weight-decay {cfg.weight_decay:g}: choose a rate in [0, 1)")
     if not cfg.max_reads >= 1.0:
         raise TrainError(f"--max-reads {cfg.max_reads:g}: at least 1 (one chunk read per example, no balancing "
                          "by sampling) is needed")
@@ -672,7 +689,7 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
 
     model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes), cfg.dropout)
     train_ds, steps = data.train_dataset()
-    optimizer = keras.optimizers.Adam(learning_rate(cfg, steps))
+    optimizer = make_optimizer(cfg, steps)
     if cfg.mixed_precision:
         optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
     epoch_var = tf.Variable(0, dtype=tf.int64, name="epoch")

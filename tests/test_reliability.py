@@ -133,6 +133,8 @@ HOSTILE = [
     (["transform", "--work-dir", "w", "--direct_num_workers=0"], "--direct_num_workers"),
     (["transform", "--work-dir", "w", "--tmep_location", "/tmp/x"], "--tmep_location"),
     (["train", "--data-path", "w", "--ckpt-dir", "c", "--ema", "1"], "--ema"),
+    (["train", "--data-path", "w", "--ckpt-dir", "c", "--weight-decay", "1"], "--weight-decay"),
+    (["train", "--data-path", "w", "--ckpt-dir", "c", "--weight-decay", "-0.1"], "--weight-decay"),
     (["predict", "x.ogg", "--ckpt-dir", "c", "--out", "o", "--presence-threshold", "0"], "--presence-threshold"),
     (["search", "--db", "d", "--query", "q.wav", "-k", "0"], "-k"),
     (["search", "--db", "d", "--query", "q.wav", "--index", "fast"], "--index"),

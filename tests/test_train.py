@@ -460,6 +460,26 @@ def test_ema_training_exports_the_averaged_weights_and_resumes_them(work, tmp_pa
         train.run(dataclasses.replace(cfg, ema=0.9, epochs=3), log=lambda s: None)
 
 
+def test_weight_decay_shrinks_kernels_only_and_is_part_of_the_runs_identity():
+    import dataclasses
+
+    import tensorflow as tf
+    import tf_keras as keras
+
+    cfg = train.TrainConfig(data_path="w", ckpt_dir="c", lr=0.1, lr_schedule="constant", warmup_epochs=0)
+    assert "weight_decay" not in cfg.identity()  # runs recorded before the flag resume unchanged
+    decayed = dataclasses.replace(cfg, weight_decay=0.5)
+    assert decayed.identity()["weight_decay"] == 0.5
+    assert isinstance(train.make_optimizer(cfg, 10), keras.optimizers.Adam)
+    opt = train.make_optimizer(decayed, 10)
+    kernel = tf.Variable(tf.ones((2, 2)), name="dense/kernel")
+    bias = tf.Variable(tf.ones((2,)), name="dense/bias")
+    opt.apply_gradients([(tf.zeros_like(kernel), kernel), (tf.zeros_like(bias), bias)])
+    # with zero gradients only the decay moves a weight: lr * wd = 0.05 of the kernel, none of the bias
+    np.testing.assert_allclose(kernel.numpy(), 0.95, atol=1e-6)
+    np.testing.assert_allclose(bias.numpy(), 1.0)
+
+
 def test_dropout_changes_training_only_and_keeps_checkpoints_interchangeable(tmp_path):
     shape = features.mel_shape()
     plain = models.build("dilated_cnn", shape, 16, 3)
