@@ -218,3 +218,49 @@ def test_a_file_that_is_not_a_database_is_refused_in_one_line_by_every_database_
         err = capsys.readouterr().err
         assert "Traceback" not in err and str(db) in err and len(err.strip().splitlines()) == 1, (args, err)
     assert db.read_text().startswith("not a database")  # nothing of the user's was overwritten
+
+
+CORRUPT_REASONS = {"empty.ogg": "empty", "truncated.ogg": "truncated", "not_audio.ogg": "not_audio",
+                   "too_short_0.2s.wav": "too_short"}  # the rest of ../shared/data/corrupt is awkward but readable
+
+
+def test_every_corrupt_fixture_is_accounted_for_by_predict_embed_and_search(tiny_model, shared_data, tmp_path,
+                                                                            capsys):
+    """Each of the 8 corrupt fixtures, given to every command that reads audio: scored or skipped with its
+    reason (never both, never neither), the rest goes on, and no traceback."""
+    import sqlite3
+
+    import pandas as pd
+
+    _, ckpt = tiny_model
+    corrupt = sorted(str(p) for p in (shared_data / "corrupt").iterdir() if p.suffix in (".ogg", ".wav"))
+    assert len(corrupt) == 8 and set(map(os.path.basename, corrupt)) >= set(CORRUPT_REASONS)
+    good = _wav(tmp_path / "good.wav", 0.1 * np.sin(np.arange(32000 * 6) / 5.0))
+
+    out = tmp_path / "pred"
+    assert cli.main(["predict", *corrupt, good, "--ckpt-dir", ckpt, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    q = pd.read_csv(out / "quarantine.csv")
+    scored = set(pd.read_csv(out / "scores.csv").file)
+    assert dict(zip(q.path.map(os.path.basename), q.reason)) == CORRUPT_REASONS
+    assert scored | set(q.path) == set(corrupt) | {good} and not scored & set(q.path)
+
+    db = str(tmp_path / "emb.sqlite")
+    assert cli.main(["embed", *corrupt, good, "--ckpt-dir", ckpt, "--db", db]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for name, reason in CORRUPT_REASONS.items():
+        assert sum(name in line and reason in line for line in err.splitlines()) == 1, (name, err)
+    stored = {os.path.basename(p) for (p,) in sqlite3.connect(db).execute("SELECT path FROM recording WHERE done")}
+    assert stored == {os.path.basename(p) for p in corrupt + [good]} - set(CORRUPT_REASONS)
+
+    for path in corrupt:
+        code = cli.main(["search", "--db", db, "--query", path, "-k", "3", "--out", str(tmp_path / "hits.csv")])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        if os.path.basename(path) in CORRUPT_REASONS:  # refused in one line naming the file and its reason
+            assert code == 2 and path in err and CORRUPT_REASONS[os.path.basename(path)] in err, (path, err)
+            assert len(err.strip().splitlines()) == 1, err
+        else:
+            assert code == 0, (path, err)
