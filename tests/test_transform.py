@@ -145,13 +145,33 @@ def test_rerun_skips_resumes_and_refuses(run, capsys):
     assert os.stat(f"{work}/transform/chunks/{chunk_file}").st_mtime_ns == before
 
 
-@pytest.mark.parametrize("runner_args", [
-    ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1",
-     "--temp_location=gs://my-bucket/tmp", "--setup_file=./setup.py", "--requirements_file=worker-requirements.txt",
-     "--machine_type=n2-standard-4", "--no_auth"],
-    ["--runner=FlinkRunner", "--flink_master=localhost:8081"],
-    ["--runner=SparkRunner", "--spark_master_url=spark://localhost:7077"],
-])
+def _cluster_page_commands() -> list[list[str]]:
+    """The Beam flags of each `birdclef transform` command of docs/cluster.md, as the CLI hands them on."""
+    import re
+    import shlex
+
+    from birdclef import cli
+    from conftest import REPO
+
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", (REPO / "docs" / "cluster.md").read_text(), flags=re.S):
+        for line in block.splitlines():
+            if line.startswith("birdclef transform "):
+                parser = cli.build_parser()
+                args, extra = parser.parse_known_args(cli.one_style(parser, shlex.split(line)[1:]))
+                assert args.func is cli.cmd_transform
+                out.append(extra)
+    return out
+
+
+CLUSTER_COMMANDS = _cluster_page_commands()
+
+
+def test_the_cluster_page_shows_every_engine():
+    assert sorted(a[1] for a in CLUSTER_COMMANDS) == ["DataflowRunner", "FlinkRunner", "SparkRunner"]
+
+
+@pytest.mark.parametrize("runner_args", CLUSTER_COMMANDS, ids=lambda a: a[1])
 def test_distributed_runners_build_without_submitting(run, runner_args, tmp_path, monkeypatch):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, StandardOptions
@@ -162,11 +182,13 @@ def test_distributed_runners_build_without_submitting(run, runner_args, tmp_path
     from birdclef.pipeline import runner, stage1_chunks, stage2_tft
 
     work, _, _ = run
+    if runner_args[1] == "DataflowRunner":
+        runner_args = [*runner_args, "--no_auth"]  # no credentials on this machine
     opts = runner.pipeline_options(runner_args)
     assert runner.check_remote_options(opts) == []
     assert runner.shuffle_bound_args(runner_args) == runner_args  # stage 2 keeps the user's runner as given
-    assert opts.view_as(StandardOptions).runner == runner_args[0].split("=")[1]
-    if "Dataflow" in runner_args[0]:
+    assert opts.view_as(StandardOptions).runner == runner_args[1]
+    if runner_args[1] == "DataflowRunner":
         gc = opts.view_as(GoogleCloudOptions)
         assert (gc.project, gc.region, gc.temp_location) == ("my-project", "europe-west1", "gs://my-bucket/tmp")
         assert opts.view_as(SetupOptions).setup_file == "./setup.py"
