@@ -54,7 +54,8 @@ def recipes() -> dict[str, dict]:
            # screening (issue 16, bird top-1 >= 0.75): the class head alone, smaller batches, a higher rate
            "classify": {"loss": "classify"}, "bs32": {"batch_size": 32}, "lr3": {"lr": 3e-3},
            "emb256": {"embedding_dim": 256}, "wd": {"weight_decay": 0.5},
-           "classify-bs32": {"loss": "classify", "batch_size": 32}}
+           "classify-bs32": {"loss": "classify", "batch_size": 32},
+           "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out
