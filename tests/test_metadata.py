@@ -105,6 +105,28 @@ def test_soundscape_labels_problems_listed(tmp_path):
     assert len(ei.value.problems) == 4
 
 
+def test_a_row_id_and_birds_table_gets_site_audio_id_and_seconds_from_its_row_ids(tmp_path, shared_data):
+    """The labels may be predict's submission.csv corrected by hand: row_id,birds only."""
+    import pandas as pd
+
+    mini = shared_data / "birdclef-mini"
+    shutil.copytree(mini / "train_soundscapes", tmp_path / "train_soundscapes")
+    full = metadata.read_soundscape_labels(str(mini))
+    full[["row_id", "birds"]].to_csv(tmp_path / "train_soundscape_labels.csv", index=False)
+    short = metadata.read_soundscape_labels(str(tmp_path))
+    for col in ("audio_id", "site", "seconds", "start", "end", "birds"):
+        assert list(short[col]) == list(full[col]), col
+    assert [p.rsplit("/", 1)[1] for p in short.path] == [p.rsplit("/", 1)[1] for p in full.path]
+    with open(tmp_path / "train_soundscape_labels.csv", "a") as f:
+        f.write("dawn_chorus_5x,nocall\nlake_10,nocall\n")
+    with pytest.raises(metadata.MetadataError) as ei:
+        metadata.read_soundscape_labels(str(tmp_path))
+    joined = "\n".join(ei.value.problems)
+    assert f"line {len(full) + 3}: row_id 'lake_10' is not <audio_id>_<site>_<seconds>" in joined
+    assert f"line {len(full) + 2}: seconds '5x'" in joined
+    assert not pd.read_csv(tmp_path / "train_soundscape_labels.csv").columns.difference(["row_id", "birds"]).size
+
+
 def test_remote_metadata_path(shared_data):
     import fsspec
 

@@ -3,7 +3,8 @@
 `train_metadata.csv` (Kaggle columns, one row per recording under
 `train_short_audio/<primary_label>/<filename>`) and
 `train_soundscape_labels.csv` (`row_id,site,audio_id,seconds,birds`, one row per
-5 s window, `seconds` = window end, `birds` space separated or `nocall`).
+5 s window, `seconds` = window end, `birds` space separated or `nocall`; a table of `row_id,birds`
+only, as `birdclef predict` writes submission.csv, gets the other three from its row ids).
 
 Validation collects every problem of a file before it reports, so a user fixes
 them all in one pass. Paths may be local or remote (fsspec).
@@ -196,6 +197,21 @@ def soundscape_files(root: str, folder: str = "train_soundscapes") -> dict[str, 
     return out
 
 
+def _with_parts_of_row_id(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, str]]:
+    """A table of `row_id,birds` only (the columns of `birdclef predict`'s submission.csv, corrected by
+    hand) gets `audio_id`, `site` and `seconds` from its row ids (`<audio_id>_<site>_<seconds>`).
+    Also returns {line: problem} for row ids without those three parts."""
+    if not {"row_id", "birds"} <= set(df.columns) or {"site", "audio_id", "seconds"} & set(df.columns):
+        return df, {}
+    parts = [r.rsplit("_", 2) for r in df["row_id"]]
+    bad = {i: f"line {i}: row_id {r!r} is not <audio_id>_<site>_<seconds>; fix: name the soundscape "
+              "<audio_id>_<site>_<date>.ogg in train_soundscapes/ and predict again (its row ids follow the name)"
+           for i, (r, p) in enumerate(zip(df["row_id"], parts), start=2) if len(p) != 3 or not all(p)}
+    df = df.copy()
+    df["audio_id"], df["site"], df["seconds"] = ([p[k] if len(p) == 3 else "" for p in parts] for k in range(3))
+    return df, bad
+
+
 def read_soundscape_labels(root: str, labels_file: str = "train_soundscape_labels.csv",
                            known_labels: set[str] | None = None, check_files: bool = True) -> pd.DataFrame:
     """Read and validate train_soundscape_labels.csv.
@@ -204,14 +220,20 @@ def read_soundscape_labels(root: str, labels_file: str = "train_soundscape_label
     `birds_list`. With known_labels, a bird code outside it is a problem.
     """
     csv_path = labels_file if ("/" in labels_file or "://" in labels_file) else fileio.join(root, labels_file)
-    df = _read_csv(csv_path)
-    problems = _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS)
-    if problems:
-        raise MetadataError(csv_path, problems)
+    df, unsplit = _with_parts_of_row_id(_read_csv(csv_path))
+    problems = list(unsplit.values())
+    if _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS):
+        raise MetadataError(csv_path, _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS))
     files = soundscape_files(root) if check_files else {}
     paths, starts, ends, birds = [], [], [], []
     for i, row in enumerate(df.itertuples(index=False), start=2):
         where = f"line {i}"
+        if i in unsplit:  # named above: its row id has no parts to check
+            paths.append("")
+            starts.append(float("nan"))
+            ends.append(float("nan"))
+            birds.append([])
+            continue
         try:
             end = float(row.seconds)
             if end <= 0 or end % 5:
