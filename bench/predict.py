@@ -8,6 +8,7 @@ C is a finished `birdclef train` run (e.g. one of bench/quality.py's). Its ONNX 
 --out D` runs as a whole process, SavedModel and ONNX in turn (A, B, A, B, ...), --runs times each.
 Printed per length and model: median wall time, CPU time (user + system), peak RSS, real-time factor
 (audio seconds per wall second) and audio seconds per CPU second; then the ratio ONNX / SavedModel.
+First, the largest difference between the two models' scores on every window of the shared soundscapes.
 With --embed, `birdclef embed` runs on the same audio and models too, and its throughput is printed
 against predict's. Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
 >= 150 audio seconds per CPU second after start-up.
@@ -61,6 +62,26 @@ def one_run(model: str, path: str, out: str, command: str = "predict") -> dict:
     return {"wall": wall, "cpu": cpu, "rss_mb": rss}
 
 
+def agreement(savedmodel: str, onnx: str) -> None:
+    """Issue 14's equality target: ONNX scores (classes and bird presence) within 1e-3 of the SavedModel's
+    on every window of the shared soundscapes, printed as the largest difference."""
+    import numpy as np
+
+    from birdclef import predict
+
+    tf_serve, classes, _ = predict.load_model(savedmodel)
+    ox_serve, _, _ = predict.load_model(onnx)
+    paths = sorted(glob.glob(str(SHARED / "birdclef-plus" / "train_soundscapes" / "*.ogg")))
+    worst, windows = 0.0, 0
+    for path in paths:
+        a, b = predict.predict_file(tf_serve, classes, path), predict.predict_file(ox_serve, classes, path)
+        cols = [*classes, predict.BIRD]
+        worst = max(worst, float(np.abs(a[cols].to_numpy(float) - b[cols].to_numpy(float)).max()))
+        windows += len(a)
+    print(f"onnx vs savedmodel: largest score difference {worst:.2e} over {windows} windows of {len(paths)} "
+          f"shared soundscapes (target <= 1e-3)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt-dir", required=True)
@@ -79,6 +100,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "birdclef.cli", "export", "--ckpt-dir", args.ckpt_dir,
                             "--out", onnx], check=True)
     models = {"savedmodel": args.ckpt_dir, "onnx": onnx}
+    agreement(args.ckpt_dir, onnx)
     jobs = [(name, model, cmd) for name, model in models.items() for cmd in (("predict", "embed") if args.embed
                                                                             else ("predict",))]
     print(f"cpus {os.cpu_count()}, {args.runs} runs each, medians")

@@ -81,6 +81,21 @@ def chunk_power(wave: np.ndarray, starts: list[int], cfg: FeatureConfig = DEFAUL
     return out
 
 
+def float16_rounding_tf(x):
+    """`records.stored_precision_tf` (float32 -> float16 -> float32: the mels' stored precision) in float32
+    arithmetic, for the ONNX graph: tf2onnx's cast optimiser removes a float32->float16->float32 cast pair
+    as if it lost nothing, and the exported model then skipped the rounding the SavedModel does (score
+    differences up to 1.1e-3). Normal float16 range: a Veltkamp split keeps 11 significant bits;
+    subnormal range (|x| < 2**-14): adding and removing 0.75 rounds to float16's grid of 2**-24. Equal to
+    the cast (tested) except on rare exact ties, which may round the other way."""
+    import tensorflow as tf
+
+    c = x * 8193.0  # 2**13 + 1: float32's 24 bits less 13
+    normal = c - (c - x)
+    tiny = (x + 0.75) - 0.75
+    return tf.where(tf.abs(x) < 2.0 ** -14, tiny, normal)
+
+
 def _trained_model(ckpt_dir: str, n_classes: int, cfg: FeatureConfig):
     """The Keras model of a finished `birdclef train` run, with the weights its export holds."""
     import tensorflow as tf
@@ -112,7 +127,6 @@ def export(ckpt_dir: str, out: str | None = None, cfg: FeatureConfig = DEFAULT_F
     import tf2onnx
 
     from birdclef.features import _mel_matrix, frames_per_chunk
-    from birdclef.pipeline.records import stored_precision_tf
 
     saved = tf.saved_model.load(fileio.join(ckpt_dir, "export"))
     classes = [c.decode() for c in saved.signatures["labels"]()["classes"].numpy()]
@@ -124,7 +138,7 @@ def export(ckpt_dir: str, out: str | None = None, cfg: FeatureConfig = DEFAULT_F
     @tf.function(input_signature=spec)
     def serve(power):
         logmel = tf.math.log(tf.tensordot(power, tf.constant(mel_matrix), 1) + 1e-6)  # as features.logmel_tf
-        mel = stored_precision_tf((stored_precision_tf(logmel) - mean) / std)
+        mel = float16_rounding_tf((float16_rounding_tf(logmel) - mean) / std)  # as the SavedModel rounds
         o = model(mel, training=False)
         return {"embedding": tf.identity(o["embedding"], name="embedding"),
                 "scores": tf.math.sigmoid(o["logits"], name="scores"),
