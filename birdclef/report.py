@@ -2,7 +2,8 @@
 
 Made by `birdclef evaluate` from the same dict it writes to evaluation.json, so
 the report never shows a number that evaluation.json does not hold:
-  report.md             summary, per-class table (weakest AP first), threshold sweep table
+  report.md             summary, bird or not (presence and non-bird false alarms), per-class table
+                        (weakest AP first), threshold sweep table
   threshold_sweep.png   BirdCLEF row-wise F1 and detection precision/recall of the soundscape
                         windows against the threshold, with the always-nocall floor and the
                         threshold chosen on the val split
@@ -22,6 +23,31 @@ def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "n/a"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _presence_section(ev: dict) -> list[str]:
+    """Bird or not: the `bird` output on test chunks and soundscape windows (any bird, also those the model
+    has no class for) and the test split's non-bird clips given a bird label, with examples."""
+    rows = []
+    for name, key in (("test chunks (bird recordings against non-bird clips)", "chunk_presence"),
+                      (f"{ev.get('soundscape_split', '')} soundscape windows", "window_presence")):
+        p = ev.get(key) or {}
+        if p.get("n"):
+            rows.append({"measured on": name, "n": p["n"], "with birds": p.get("positives"), "AUC": p.get("auc"),
+                         "precision": p.get("precision"), "recall": p.get("recall"), "F1": p.get("f1")})
+    nb = ev.get("nonbird_test") or {}
+    if not rows and not nb.get("clips"):
+        return []
+    md = ["", "## Bird or not", ""]
+    if rows:
+        md += markdown_table(rows, ["measured on", "n", "with birds", "AUC", "precision", "recall", "F1"])
+    if nb.get("clips"):
+        md += ["", f"Test non-bird clips given a bird label ({nb['clips']} clips, presence gate "
+                   f"{nb.get('presence_threshold')}):", ""]
+        for threshold, c in (nb.get("called_bird") or {}).items():
+            md.append(f"- class threshold {threshold}: {c.get('n')} ({100 * (c.get('share') or 0):.1f} %)"
+                      + (": " + "; ".join(c.get("examples") or []) if c.get("examples") else ""))
+    return md
 
 
 def markdown_table(rows: list[dict], cols: list[str]) -> list[str]:
@@ -118,6 +144,7 @@ def write(ev: dict, out_dir: str) -> str:
                + (f"; test row-wise F1 at it: {_fmt(at.get('row_f1'))}." if at else ".")]
     if ev.get("birds_not_in_classes"):
         md += ["", "Labelled birds this model has no class for: " + ", ".join(ev["birds_not_in_classes"])]
+    md += _presence_section(ev)
     if ev.get("per_class"):
         _plot_ap(ev["per_class"], fileio.join(out_dir, "per_class_ap.png"))
         md += ["", "## Per class (test chunks, weakest AP first)", "", "![per-class AP](per_class_ap.png)", ""]

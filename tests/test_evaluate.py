@@ -275,7 +275,11 @@ def test_report_shows_the_evaluation_numbers_and_plots_them(tmp_path):
           "threshold_sweep": [{"threshold": t, "row_f1": 0.5 + t / 2, "detection_precision": None,
                                "detection_recall": 1 - t} for t in SWEEP],
           "val_threshold": {"threshold": 0.4, "source": "val recording chunks", "n": 9},
-          "at_val_threshold": {"row_f1": 0.7}, "skipped": ["x.ogg: truncated"]}
+          "at_val_threshold": {"row_f1": 0.7}, "skipped": ["x.ogg: truncated"],
+          "chunk_presence": {"auc": 0.93, "precision": 0.9, "recall": 0.8, "f1": 0.847, "n": 40, "positives": 30},
+          "window_presence": {"auc": None, "precision": 1.0, "recall": 0.5, "f1": 0.667, "n": 4, "positives": 4},
+          "nonbird_test": {"clips": 10, "presence_threshold": 0.8, "called_bird": {
+              "0.5": {"share": 0.1, "n": 1, "examples": ["dog.ogg -> crow"]}, "0.4": {"share": 0.0, "n": 0}}}}
     assert ev["confusion"] == {"classes": classes, "counts": [[2, 0, 0], [1, 1, 0], [0, 0, 2]]}
     md = open(report.write(ev, str(tmp_path / "report"))).read()
     for png in ("threshold_sweep.png", "per_class_ap.png", "confusion.png"):
@@ -285,6 +289,9 @@ def test_report_shows_the_evaluation_numbers_and_plots_them(tmp_path):
     assert "| accuracy | 0.833 |" in md and "| row-wise F1, always nocall | 0.250 |" in md
     assert "| bbb | 2 | " in md and "| aaa |" in md and md.index("| bbb | 2 |") < md.index("| aaa | 2 |")
     assert "**0.4**" in md and "0.700" in md and "x.ogg: truncated" in md
+    assert "| test chunks (bird recordings against non-bird clips) | 40 | 30 | 0.930 |" in md
+    assert "| test soundscape windows | 4 | 4 | n/a | 1.000 | 0.500 | 0.667 |" in md
+    assert "- class threshold 0.5: 1 (10.0 %): dog.ogg -> crow" in md and "- class threshold 0.4: 0 (0.0 %)" in md
     report.write({"ckpt_dir": "ck", "accuracy": 1.0}, "memory://report-test")  # remote, and no plots to make
     assert "| accuracy | 1.000 |" in fileio.read_text("memory://report-test/report.md")
 
