@@ -72,10 +72,10 @@ def agreement(savedmodel: str, onnx: str) -> None:
     tf_serve, classes, _ = predict.load_model(savedmodel)
     ox_serve, _, _ = predict.load_model(onnx)
     paths = sorted(glob.glob(str(SHARED / "birdclef-plus" / "train_soundscapes" / "*.ogg")))
+    cols = [*classes, predict.BIRD]
     worst, windows = 0.0, 0
     for path in paths:
         a, b = predict.predict_file(tf_serve, classes, path), predict.predict_file(ox_serve, classes, path)
-        cols = [*classes, predict.BIRD]
         worst = max(worst, float(np.abs(a[cols].to_numpy(float) - b[cols].to_numpy(float)).max()))
         windows += len(a)
     print(f"onnx vs savedmodel: largest score difference {worst:.2e} over {windows} windows of {len(paths)} "

@@ -81,7 +81,7 @@ class TrainConfig:
                                                "augment", "lr_schedule", "nocall_share",
                                                "balance_alpha", "max_reads")}
         # settings added later are recorded only when on: a run recorded before them (without weight
-        # averaging or dropout) resumes with them off, and is refused with them on
+        # averaging, dropout or weight decay) resumes with them off, and is refused with them on
         ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay")
                       if getattr(self, k)})
         return ident

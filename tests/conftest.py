@@ -1,10 +1,16 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BIRDCLEF_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def bash_blocks(text: str) -> list[str]:
+    """The ```bash code blocks of a markdown text: the commands docs tests run as written."""
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
 
 
 @pytest.fixture(scope="session")

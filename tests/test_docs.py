@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, bash_blocks
 
 DOCS = sorted((REPO / "docs").glob("*.md"))
 
@@ -89,7 +89,7 @@ def test_find_calls_walkthrough_runs_on_demo_like_data(tiny_model, tmp_path):
 
     root = _demo_like(tiny_model, tmp_path).resolve() / "data"
     text = (REPO / "docs" / "find-calls.md").read_text().split("## On your recordings")[0]
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    blocks = bash_blocks(text)
     assert len(blocks) == 3 and blocks[1].strip().startswith("birdclef review")
 
     _run_block(blocks[0], tmp_path)
@@ -111,7 +111,7 @@ def test_label_soundscapes_page_runs_from_draft_to_evaluation(tiny_model, tmp_pa
     """docs/label-soundscapes.md's commands, run as written: predict's submission.csv, copied as the labels
     of the soundscapes it was made from, validates, and evaluate scores the model on those windows."""
     _demo_like(tiny_model, tmp_path, copy_model=True)  # evaluate writes into the model folder
-    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "docs" / "label-soundscapes.md").read_text(), flags=re.S)
+    blocks = bash_blocks((REPO / "docs" / "label-soundscapes.md").read_text())
     assert len(blocks) == 2 and "birdclef evaluate" in blocks[1]
     r = _run_block(blocks[0], tmp_path)
     assert ", 0 problem(s)" in r.stdout, r.stdout

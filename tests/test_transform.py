@@ -147,14 +147,13 @@ def test_rerun_skips_resumes_and_refuses(run, capsys):
 
 def _cluster_page_commands() -> list[list[str]]:
     """The Beam flags of each `birdclef transform` command of docs/cluster.md, as the CLI hands them on."""
-    import re
     import shlex
 
     from birdclef import cli
-    from conftest import REPO
+    from conftest import REPO, bash_blocks
 
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", (REPO / "docs" / "cluster.md").read_text(), flags=re.S):
+    for block in bash_blocks((REPO / "docs" / "cluster.md").read_text()):
         for line in block.splitlines():
             if line.startswith("birdclef transform "):
                 parser = cli.build_parser()

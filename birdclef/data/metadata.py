@@ -221,9 +221,10 @@ def read_soundscape_labels(root: str, labels_file: str = "train_soundscape_label
     """
     csv_path = labels_file if ("/" in labels_file or "://" in labels_file) else fileio.join(root, labels_file)
     df, unsplit = _with_parts_of_row_id(_read_csv(csv_path))
+    missing = _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS)
+    if missing:
+        raise MetadataError(csv_path, missing)
     problems = list(unsplit.values())
-    if _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS):
-        raise MetadataError(csv_path, _missing_columns(df, SOUNDSCAPE_LABEL_COLUMNS))
     files = soundscape_files(root) if check_files else {}
     paths, starts, ends, birds = [], [], [], []
     for i, row in enumerate(df.itertuples(index=False), start=2):
