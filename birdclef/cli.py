@@ -295,8 +295,8 @@ def cmd_export(args) -> int:
     from birdclef import fileio, predict
 
     if predict.find_export(args.ckpt_dir) is None or not fileio.exists(fileio.join(args.ckpt_dir, "run.json")):
-        _err(f"{args.ckpt_dir}: not a finished `birdclef train` run (no run.json and export/); fix: pass the "
-             "--ckpt-dir that train wrote")
+        _err(f"{args.ckpt_dir}: not a finished `birdclef train` run or ensemble (no run.json and export/); fix: "
+             "pass the --ckpt-dir that train (or ensemble) wrote")
         return EXIT_BAD_INPUT
     if args.format == "savedmodel":
         print(f"export: the SavedModel is {predict.find_export(args.ckpt_dir)} (train writes it)")
@@ -316,6 +316,31 @@ def cmd_export(args) -> int:
         return EXIT_BAD_INPUT
     print(f"export: {path} (ONNX opset {onnx_model.OPSET}; input: the STFT power of 2 s chunks, made by birdclef.onnx_model.chunk_power); use it with "
           f"`birdclef predict FILES --ckpt-dir {path} --out D`")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- ensemble
+def cmd_ensemble(args) -> int:
+    from birdclef import ensemble, fileio
+
+    # refused before TensorFlow loads: folders without a finished run
+    for d in args.ckpt_dirs:
+        if not (fileio.exists(fileio.join(d, "run.json")) and fileio.exists(fileio.join(d, "export", "saved_model.pb"))):
+            _err(f"{d}: not a finished `birdclef train` run or ensemble (run.json and export/); fix: pass "
+                 "--ckpt-dir folders that train finished")
+            return EXIT_BAD_INPUT
+    from birdclef.features import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
+    try:
+        record = ensemble.build(args.ckpt_dirs, args.out, overwrite=args.overwrite)
+    except ensemble.EnsembleError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+    n = len(record[ensemble.KIND]["members"])
+    print(f"ensemble: {args.out} serves the mean of {n} models (SavedModel {fileio.join(args.out, 'export')}); "
+          f"next: `birdclef evaluate {args.out} --work-dir W`, `birdclef predict FILES --ckpt-dir {args.out} --out D`, "
+          f"or `birdclef export --ckpt-dir {args.out}` for ONNX")
     return EXIT_OK
 
 
@@ -576,6 +601,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where the ONNX file goes (default CKPT_DIR/model.onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ensemble", help="serve several trained models as one (mean of their scores)",
+                       description="Average the class scores and bird presence of trained models (other seeds, "
+                                   "recipes or architectures with the same classes) into one model folder that "
+                                   "evaluate, predict, embed, compare and export take like a training run's. "
+                                   "The members' weights are copied in; inference costs their sum.")
+    p.add_argument("ckpt_dirs", nargs="+", metavar="CKPT_DIR", help="finished `birdclef train` --ckpt-dir folders (two or more)")
+    p.add_argument("--out", required=True, help="the ensemble's folder (made; the members are not changed)")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("embed", help="store the embeddings of every 5 s window (and 2 s chunk) in a database",
                        description="Embed recordings with a trained model into an SQLite database (resumable; "

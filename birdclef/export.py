@@ -23,32 +23,53 @@ from birdclef import fileio
 from birdclef.config import DEFAULT_FEATURES, FeatureConfig
 
 
-def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+def outputs(members, logmel, rounding):
+    """The served outputs (embedding, scores, bird) of one trained network, or the mean of several
+    (`birdclef ensemble`), on log-mels as `features.logmel_tf` makes them.
+
+    `members`: (tf_keras model, fitted mean, fitted std) per network; each network's input is normalised
+    by its own TF Transform fit and rounded where the pipeline stores mels (`rounding`: the records'
+    float16 rounding, or `onnx_model.float16_rounding_tf` in the ONNX graph). Several networks: scores
+    and bird presence are their mean probabilities; the embedding is theirs side by side divided by
+    sqrt(n), so it stays L2-normalised and its cosine similarity is the mean of the members'."""
+    import tensorflow as tf
+
+    logmel = rounding(logmel)
+    outs = []
+    for model, mean, std in members:
+        o = model(rounding((logmel - mean) / std), training=False)
+        outs.append({"embedding": o["embedding"], "scores": tf.math.sigmoid(o["logits"]),
+                     "bird": tf.math.sigmoid(o["bird"])})
+    if len(outs) == 1:
+        return outs[0]
+    n = float(len(outs))
+    return {"embedding": tf.concat([o["embedding"] for o in outs], -1) / n ** 0.5,
+            "scores": tf.add_n([o["scores"] for o in outs]) / n, "bird": tf.add_n([o["bird"] for o in outs]) / n}
+
+
+def save(members, classes: list[str], out: str, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+    """Write the SavedModel of one network or an ensemble (`members` as in `outputs`) to `out`."""
     import tensorflow as tf
 
     from birdclef.features import logmel_wave_tf
     from birdclef.pipeline.records import stored_precision_tf
-    from birdclef.pipeline.stage2_tft import fitted_normalisation
-
-    mean, std = fitted_normalisation(tft_dir, cfg)
 
     class Serving(tf.Module):
         def __init__(self):
             super().__init__()
-            self.model = model
-            self.mean = tf.Variable(mean, trainable=False, name="mel_mean")
-            self.std = tf.Variable(std, trainable=False, name="mel_std")
+            self.models = [m for m, _, _ in members]
+            self.model = self.models[0]  # the one network of a training run, where code reads it back
+            self.means = [tf.Variable(mean, trainable=False, name=f"mel_mean_{i}") for i, (_, mean, _) in enumerate(members)]
+            self.stds = [tf.Variable(std, trainable=False, name=f"mel_std_{i}") for i, (_, _, std) in enumerate(members)]
+            self.mean, self.std = self.means[0], self.stds[0]
             self.class_names = tf.Variable(classes, trainable=False, name="classes")
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
         def serve(self, waveform):
-            mel, starts = logmel_wave_tf(waveform, cfg)  # = logmel_tf of chunk_tf's chunks (tested)
+            logmel, starts = logmel_wave_tf(waveform, cfg)  # = logmel_tf of chunk_tf's chunks (tested)
             # rounded where the pipeline stores mels: after the log-mel (stage 1) and after normalising (stage 2)
-            mel = stored_precision_tf((stored_precision_tf(mel) - self.mean) / self.std)
-            out = self.model(mel, training=False)
-            return {"embedding": out["embedding"], "scores": tf.math.sigmoid(out["logits"]),
-                    "bird": tf.math.sigmoid(out["bird"]),
-                    "chunk_start_s": tf.cast(starts, tf.float32) / float(cfg.sample_rate)}
+            out = outputs(list(zip(self.models, self.means, self.stds)), logmel, stored_precision_tf)
+            return {**out, "chunk_start_s": tf.cast(starts, tf.float32) / float(cfg.sample_rate)}
 
         @tf.function(input_signature=[])
         def labels(self):
@@ -57,5 +78,12 @@ def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig
     module = Serving()
     tf.saved_model.save(module, out, signatures={"serving_default": module.serve, "labels": module.labels})
     fileio.write_text(fileio.join(out, "birdclef.json"), json.dumps(
-        {"classes": classes, "features": json.loads(cfg.to_json())}, indent=2))
+        {"classes": classes, "features": json.loads(cfg.to_json()), "networks": len(members)}, indent=2))
     return out
+
+
+def export(model, classes: list[str], tft_dir: str, out: str, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
+    from birdclef.pipeline.stage2_tft import fitted_normalisation
+
+    mean, std = fitted_normalisation(tft_dir, cfg)
+    return save([(model, mean, std)], classes, out, cfg)

@@ -96,29 +96,6 @@ def float16_rounding_tf(x):
     return tf.where(tf.abs(x) < 2.0 ** -14, tiny, normal)
 
 
-def _trained_model(ckpt_dir: str, n_classes: int, cfg: FeatureConfig):
-    """The Keras model of a finished `birdclef train` run, with the weights its export holds."""
-    import tensorflow as tf
-
-    from birdclef import models
-    from birdclef.features import mel_shape
-
-    run = fileio.read_json(fileio.join(ckpt_dir, "run.json"))
-    if not isinstance(run, dict) or "config" not in run:
-        raise OnnxError(f"{ckpt_dir}: no run.json of `birdclef train`; fix: pass the --ckpt-dir of a finished run")
-    c = run["config"]
-    model = models.build(c["model"], mel_shape(cfg), c["embedding_dim"], n_classes)
-    best = fileio.join(ckpt_dir, "best", "weights")
-    if fileio.exists(best + ".index"):
-        model.load_weights(best)
-    else:  # no validation split: the export holds the last epoch's weights
-        latest = tf.train.latest_checkpoint(fileio.join(ckpt_dir, "ckpt"))
-        if latest is None:
-            raise OnnxError(f"{ckpt_dir}: no trained weights (best/ or ckpt/); fix: finish `birdclef train` first")
-        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return model
-
-
 def export(ckpt_dir: str, out: str | None = None, cfg: FeatureConfig = DEFAULT_FEATURES) -> str:
     """Write ckpt_dir/model.onnx (or `out`) from a finished training run; returns its path."""
     from birdclef.features import import_tensorflow
@@ -128,21 +105,22 @@ def export(ckpt_dir: str, out: str | None = None, cfg: FeatureConfig = DEFAULT_F
 
     from birdclef.features import _mel_matrix, frames_per_chunk
 
+    from birdclef import ensemble, export as saved_model
+
     saved = tf.saved_model.load(fileio.join(ckpt_dir, "export"))
     classes = [c.decode() for c in saved.signatures["labels"]()["classes"].numpy()]
-    mean, std = saved.mean.numpy(), saved.std.numpy()  # TF Transform's fitted normalisation, as exported
-    model = _trained_model(ckpt_dir, len(classes), cfg)
+    try:  # each network with TF Transform's fitted normalisation, as exported (several: an ensemble)
+        members = ensemble.members(ckpt_dir, len(classes), cfg)
+    except ensemble.EnsembleError as e:
+        raise OnnxError(str(e)) from e
     spec = [tf.TensorSpec([None, frames_per_chunk(cfg), cfg.n_fft // 2 + 1], tf.float32, name="power")]
     mel_matrix = _mel_matrix(cfg)
 
     @tf.function(input_signature=spec)
     def serve(power):
         logmel = tf.math.log(tf.tensordot(power, tf.constant(mel_matrix), 1) + 1e-6)  # as features.logmel_tf
-        mel = float16_rounding_tf((float16_rounding_tf(logmel) - mean) / std)  # as the SavedModel rounds
-        o = model(mel, training=False)
-        return {"embedding": tf.identity(o["embedding"], name="embedding"),
-                "scores": tf.math.sigmoid(o["logits"], name="scores"),
-                "bird": tf.math.sigmoid(o["bird"], name="bird")}
+        o = saved_model.outputs(members, logmel, float16_rounding_tf)  # rounded as the SavedModel rounds
+        return {k: tf.identity(o[k], name=k) for k in ("embedding", "scores", "bird")}
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=OPSET)
     meta = {"classes": json.dumps(classes), "features": cfg.to_json(), "birdclef": "1"}

@@ -24,6 +24,7 @@ def _run(args, cwd):
     (["predict", "x.ogg", "--ckpt-dir", "nomodel", "--out", "o"], "no exported model"),
     (["evaluate", "nomodel", "--work-dir", "nowhere"], "does not exist"),
     (["transform", "--work-dir", "nowhere"], "does not exist"),
+    (["ensemble", "w", "nomodel", "--out", "e"], "not a finished `birdclef train` run"),
 ])
 def test_refusals_answer_before_tensorflow_is_imported(tmp_path, args, says):
     (tmp_path / "w").mkdir()

@@ -1,0 +1,89 @@
+"""`birdclef ensemble` (issue 16): several trained models served as one, the mean of their probabilities,
+taken by evaluate, predict, compare and ONNX export like a training run."""
+import json
+import shutil
+
+import numpy as np
+
+from birdclef import audio, cli, predict
+
+
+def _second_run(tiny_model, tmp_path):
+    """Another seed of the tiny fixture's recipe on the same transform output."""
+    from birdclef import train
+
+    root, ckpt = tiny_model
+    other = str(tmp_path / "seed1")
+    train.run(train.TrainConfig(data_path=str(root / "w"), ckpt_dir=other, batch_size=8, epochs=2, steps_per_epoch=4,
+                                jit_compile=False, seed=1), log=lambda s: None)
+    return root, ckpt, other
+
+
+def test_an_ensemble_serves_the_mean_of_its_members_and_outlives_them(tiny_model, shared_data, tmp_path, capsys):
+    root, a, b = _second_run(tiny_model, tmp_path)
+    out = str(tmp_path / "ens")
+    assert cli.main(["ensemble", a, b, "--out", out]) == 0
+    wave = audio.load(str(sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))[0]))[:32000 * 9]
+    outs = []
+    for d in (a, b, out):
+        serve, classes, _ = predict.load_model(d)
+        outs.append({k: predict.as_numpy(v) for k, v in serve(waveform=wave).items()})
+    m1, m2, ens = outs
+    assert not np.allclose(m1["scores"], m2["scores"], atol=1e-3)  # two seeds: two models
+    for k in ("scores", "bird"):
+        np.testing.assert_allclose(ens[k], (m1[k] + m2[k]) / 2, atol=2e-6)
+    np.testing.assert_array_equal(ens["chunk_start_s"], m1["chunk_start_s"])
+    # embeddings side by side: unit length, and cosine similarity the mean of the members'
+    e = ens["embedding"]
+    assert e.shape[1] == m1["embedding"].shape[1] + m2["embedding"].shape[1]
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    cos = lambda x: x[0] @ x[-1]  # noqa: E731
+    assert abs(cos(e) - (cos(m1["embedding"]) + cos(m2["embedding"])) / 2) < 1e-5
+
+    # the same command again does nothing; other members into the same folder are refused, nothing lost
+    assert cli.main(["ensemble", a, b, "--out", out]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    before = (tmp_path / "ens" / "run.json").read_text()
+    assert cli.main(["ensemble", a, a + "/", "--out", out]) == 2  # one model given twice is one model
+    assert cli.main(["ensemble", b, a, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "Traceback" not in err
+    assert (tmp_path / "ens" / "run.json").read_text() == before
+
+    # self-contained: the member runs can go, ONNX export still rebuilds every network from the copies
+    shutil.rmtree(b)
+    assert cli.main(["export", "--ckpt-dir", out]) == 0
+    ox, ox_classes, _ = predict.load_model(out + "/model.onnx")
+    got = ox(waveform=wave)
+    assert ox_classes == classes
+    assert np.abs(got["scores"] - ens["scores"]).max() <= 1e-3 and np.abs(got["bird"] - ens["bird"]).max() <= 1e-3
+
+
+def test_evaluate_and_compare_take_an_ensemble(tiny_model, tmp_path, capsys):
+    root, a, b = _second_run(tiny_model, tmp_path)
+    out = str(tmp_path / "ens")
+    assert cli.main(["ensemble", a, b, "--out", out]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", out, "--work-dir", str(root / "w")]) == 0
+    table = capsys.readouterr().out
+    assert "ensemble of 2 (dilated_cnn)" in table
+    ev = json.loads((tmp_path / "ens" / "evaluation.json").read_text())
+    assert ev["classes"] == json.loads((tmp_path / "ens" / "run.json").read_text())["classes"]
+    assert 0.0 <= ev["mAP"] <= 1.0
+
+
+def test_ensemble_refuses_what_it_cannot_average(tiny_model, tmp_path, capsys):
+    root, a = tiny_model
+    assert cli.main(["ensemble", a, "--out", str(tmp_path / "one")]) == 2
+    assert "two models or more" in capsys.readouterr().err
+    assert cli.main(["ensemble", a, str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    assert "not a finished `birdclef train` run" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(a, other)
+    info = json.loads((other / "export" / "birdclef.json").read_text())
+    info["classes"] = info["classes"][:-1] + ["zzz"]
+    (other / "export" / "birdclef.json").write_text(json.dumps(info))
+    assert cli.main(["ensemble", a, str(other), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "classes differ" in err and "zzz" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()
