@@ -17,6 +17,9 @@ and prints, per recipe, the mean and spread (min-max) over seeds of:
   1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
                   always-`nocall` floor is 0: both windows hold birds)
 
+With --ensemble K, each recipe's seeds are also averaged in disjoint groups of K (`birdclef ensemble`) and
+measured the same way: the row '<recipe> xK' has one entry per group.
+
 Recipes (`train` flags): default (today's defaults), baseline (--augment none --lr-schedule constant
 --nocall-share 0: the recipe before augmentation, the LR schedule and the non-bird share), and
 no-<augmentation> (the default minus one augmentation: the ablation rows).
@@ -108,8 +111,36 @@ def window_auc(ckpt: str, work: str) -> float:
     return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
 
 
+def measure(work: str, ckpt: str) -> dict:
+    """`birdclef evaluate` of a model folder, and the figures above."""
+    from birdclef import evaluate
+
+    ev = evaluate.run(work, ckpt, soundscape_split="all", log=lambda s: None)
+    th = ev["val_threshold"].get("threshold", 0.5)
+    gate = ev["val_threshold"].get("presence_threshold", 0.5)
+    fp = ev["nonbird_test"]["called_bird"][str(th)]
+    return {"bird_top1": ev["bird_top1"], "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
+            "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
+            "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
+            "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate}
+
+
+def one_ensemble(work: str, out: str, members: list[str], reevaluate: bool = False) -> dict:
+    """`birdclef ensemble` of trained seeds, measured as a model of its own."""
+    from birdclef import ensemble
+
+    done = Path(out) / "bench.json"
+    if done.exists() and not reevaluate:
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    ensemble.build(members, out, overwrite=True, log=lambda s: None)
+    res = {**measure(work, out), "minutes": (time.perf_counter() - t0) / 60, "members": members}
+    done.write_text(json.dumps(res))
+    return res
+
+
 def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevaluate: bool = False) -> dict:
-    from birdclef import evaluate, train
+    from birdclef import train
 
     done = Path(ckpt) / "bench.json"
     cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, epochs=epochs, seed=seed, early_stopping=0, **recipe)
@@ -124,15 +155,8 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
     t0 = time.perf_counter()
     if not (reevaluate and (Path(ckpt) / "export" / "saved_model.pb").exists()):  # a trained model is not retrained
         train.run(cfg, log=lambda s: None)
-    ev = evaluate.run(work, ckpt, soundscape_split="all", log=lambda s: None)
-    th = ev["val_threshold"].get("threshold", 0.5)
-    gate = ev["val_threshold"].get("presence_threshold", 0.5)
-    fp = ev["nonbird_test"]["called_bird"][str(th)]
-    res = {"bird_top1": ev["bird_top1"], "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
-           "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
-           "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
-           "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate, "minutes": (time.perf_counter() - t0) / 60,
-           "recipe": recipe, "config": config, "epochs": epochs}
+    res = {**measure(work, ckpt), "minutes": (time.perf_counter() - t0) / 60, "recipe": recipe, "config": config,
+           "epochs": epochs}
     done.write_text(json.dumps(res))
     return res
 
@@ -147,6 +171,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--recipes", default="default,baseline", help="comma list, or all: " + ", ".join(recipes()))
     ap.add_argument("--work", default="/tmp/birdclef-bench-quality")
+    ap.add_argument("--ensemble", type=int, nargs="*", default=[],
+                    help="also `birdclef ensemble` each recipe's seeds in disjoint groups of this size (in the order "
+                         "given; e.g. --seeds 0 1 2 3 4 5 --ensemble 3 measures {0,1,2} and {3,4,5}), each group a "
+                         "row entry of '<recipe> xK', so the spread is over groups")
     ap.add_argument("--reevaluate", action="store_true",
                     help="evaluate trained models again (after a change to evaluate or predict); training resumes "
                          "its finished run, so nothing is trained again")
@@ -161,6 +189,15 @@ def main() -> None:
             rows.setdefault(name, []).append(r)
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS if r.get(k) is not None),
                   flush=True)
+        for size in args.ensemble:
+            for g in range(len(args.seeds) // size):
+                group = args.seeds[g * size:(g + 1) * size]
+                tag = "-".join(map(str, group))
+                r = one_ensemble(work, f"{args.work}/{name}-x{size}-s{tag}",
+                                 [f"{args.work}/{name}-s{s}" for s in group], args.reevaluate)
+                rows.setdefault(f"{name} x{size}", []).append(r)
+                print(f"{name} x{size} seeds {tag}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS
+                                                              if r.get(k) is not None), flush=True)
     print("\n| recipe | seeds | " + " | ".join(METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for name, rs in rows.items():

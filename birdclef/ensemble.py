@@ -16,7 +16,6 @@ signatures of a training run's (`birdclef.export`), E/run.json names the members
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 
