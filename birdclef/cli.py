@@ -690,8 +690,11 @@ def disk_full(e: BaseException) -> str | None:
             return str(seen.filename or "")
         text = str(seen)
         if any(f in text for f in _FULL):
-            m = re.search(r"""(?:[a-z0-9]+://|/)[^\s'":,;]+""", text)
-            return m.group(0) if m else ""
+            # TensorFlow: "... {{function_node ...device:CPU:0}} ck/ckpt/ckpt-1_temp/part-0.data-0.tempstate92; No
+            # space left on device": the path is the word before the phrase (relative, as the user gave it)
+            m = re.search(r"""([^\s'"{}]*/[^\s'"{}]*?)[;:,]?\s+(?:No space left|Disk quota)""", text) or \
+                re.search(r"""(?:[a-z0-9]+://|/)[^\s'":,;{}]+""", text)
+            return re.sub(r"\.tempstate\d+$", "", m.group(1) if m.lastindex else m.group(0)) if m else ""
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -759,6 +762,9 @@ def main(argv: list[str] | None = None) -> int:
         where = disk_full(e)
         if where is None:
             raise
+        if not where:  # the error names no file: the folder this command writes to
+            where = next((str(getattr(args, a)) for a in ("ckpt_dir", "out", "db", "work_dir")
+                          if isinstance(getattr(args, a, None), str)), "")
         _err(f"no space left on the device{' writing ' + where if where else ''}; fix: free space there (or "
              "point --out / --work-dir / --ckpt-dir at another disk) and run the same command again: "
              "finished parts are kept and the run resumes")

@@ -6,6 +6,7 @@ their fsspec backend installed (`pip install 'birdclef[gcs]'` for gs://).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
@@ -90,9 +91,12 @@ def write_bytes(path: str, data: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
+            # a full disk fails the write, whose error names no file: name the one being written
+            raise OSError(e.errno, e.strerror, path) from e
         raise
 
 

@@ -94,6 +94,65 @@ def test_a_full_disk_ends_with_one_line_naming_the_path_and_a_rerun_finishes(tmp
     assert "Traceback" not in err
 
 
+@pytest.fixture
+def small_disks(tmp_path):
+    """Real filesystems that fill up: tmpfs mounts of a given size (root only: CI runs as root). Yields
+    (mount(name, size) -> mount point, resize(point, size)), so a test can free space as a user would."""
+    import subprocess
+
+    points = []
+
+    def mount(name: str, size: str):
+        point = tmp_path / name
+        point.mkdir()
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                               capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs needs root (CI has it)")
+        points.append(point)
+        return point
+
+    def resize(point, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(point)], check=True)
+    try:
+        yield mount, resize
+    finally:
+        for point in points:
+            subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_really_full_disk_stops_train_and_predict_in_one_line_and_they_finish_once_space_is_freed(
+        tiny_model, shared_data, small_disks, capsys):
+    """The injected ENOSPC above, on a real filesystem: TensorFlow's checkpoint writer says it its own way
+    (its error once led the message to name '/job' instead of the checkpoint)."""
+    mount, resize = small_disks
+    disk = mount("ckpt", "3m")
+    root, model = tiny_model
+    ckpt = str(disk / "ck")  # a checkpoint of the tiny model is about 3 MB: the first one does not fit
+    args = ["train", "--data-path", str(root / "w"), "--ckpt-dir", ckpt, "--batch-size", "8", "--epochs", "2",
+            "--steps-per-epoch", "2", "--no-jit"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "no space left" in err and f"writing {ckpt}" in err and "/job" not in err, err
+    resize(disk, "64m")
+    assert cli.main(args) == 0
+    metrics = json.loads((disk / "ck" / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+
+    # predict: outputs of a few pages fill the disk part-way through the files
+    disk = mount("pred", "12k")
+    sounds = sorted(str(p) for p in (shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))
+    out = disk / "pred"
+    assert cli.main(["predict", *sounds, "--ckpt-dir", model, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no space left" in err and str(out) in err, err
+    resize(disk, "4m")
+    assert cli.main(["predict", *sounds, "--ckpt-dir", model, "--out", str(out)]) == 0
+    rows = (out / "submission.csv").read_text().splitlines()[1:]
+    ids = [r.split(",")[0] for r in rows]
+    assert len(ids) == len(set(ids)) == sum(predict.n_windows(len(audio.load(p))) for p in sounds)
+
+
 def test_full_disk_is_found_through_wrapped_errors():
     try:
         try:
