@@ -688,11 +688,13 @@ def disk_full(e: BaseException) -> str | None:
             break
         if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
             return str(seen.filename or "")
-        text = str(seen)
+        text = re.sub(r"\[while running '[^']*'\]", "", str(seen))  # Beam's step names are not paths
         if any(f in text for f in _FULL):
             # TensorFlow: "... {{function_node ...device:CPU:0}} ck/ckpt/ckpt-1_temp/part-0.data-0.tempstate92; No
             # space left on device": the path is the word before the phrase (relative, as the user gave it)
-            m = re.search(r"""([^\s'"{}]*/[^\s'"{}]*?)[;:,]?\s+(?:No space left|Disk quota)""", text) or \
+            # an OSError's own text, wrapped by Beam: "... No space left on device: 'w/transform/x'"
+            m = re.search(r"""(?:No space left on device|Disk quota exceeded): '([^']+)'""", text) or \
+                re.search(r"""([^\s'"{}]*/[^\s'"{}]*?)[;:,]?\s+(?:No space left|Disk quota)""", text) or \
                 re.search(r"""(?:[a-z0-9]+://|/)[^\s'":,;{}]+""", text)
             return re.sub(r"\.tempstate\d+$", "", m.group(1) if m.lastindex else m.group(0)) if m else ""
         seen = seen.__cause__ or seen.__context__
@@ -737,6 +739,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--verbose" in argv:  # anywhere on the line: TensorFlow's and Beam's own start-up lines are kept
         argv.remove("--verbose")
         os.environ["BIRDCLEF_VERBOSE"] = "1"
+    else:  # a failing step's traceback, which Beam logs before raising the error answered here in one line
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     parser = build_parser()
     args, extra = parser.parse_known_args(one_style(parser, argv))
     if extra:

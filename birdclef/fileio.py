@@ -94,10 +94,18 @@ def write_bytes(path: str, data: bytes) -> None:
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
-            # a full disk fails the write, whose error names no file: name the one being written
-            raise OSError(e.errno, e.strerror, path) from e
+        if isinstance(e, OSError):
+            raise_naming(e, path)
         raise
+
+
+def raise_naming(e: OSError, path: str):
+    """Raise the error of a write to `path` (call it in the except clause): a full disk fails the write
+    with an error that names no file, raised again naming `path`, as the user needs to know which disk
+    filled up; any other error unchanged."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and not e.filename:
+        raise OSError(e.errno, e.strerror, path) from e
+    raise e
 
 
 def write_text(path: str, text: str) -> None:

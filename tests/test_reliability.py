@@ -153,6 +153,32 @@ def test_a_really_full_disk_stops_train_and_predict_in_one_line_and_they_finish_
     assert len(ids) == len(set(ids)) == sum(predict.n_windows(len(audio.load(p))) for p in sounds)
 
 
+def test_a_really_full_disk_stops_both_transform_stages_in_one_line_and_a_rerun_finishes(
+        tiny_model, small_disks, capsys):
+    """Beam wraps the write's error, which names no file, in its step name ('WriteOutputs/WriteBundles',
+    once taken for the path) and logged a traceback before it: now one line naming the shard's path."""
+    import shutil
+
+    mount, resize = small_disks
+    root, _ = tiny_model
+    disk = mount("work", "600k")  # the preprocess output fits, stage 1's chunks do not
+    shutil.copytree(root / "w" / "preprocess", disk / "preprocess")
+    for stage in ("chunks", "tft"):
+        assert cli.main(["transform", "--work-dir", str(disk)]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert f"writing {disk}/transform/{stage}/" in err and "WriteBundles" not in err, err
+        # free space for stage 1's output (as big as the fixture's) and 1 MB more: stage 2 then fills the disk
+        chunks = sum(f.stat().st_size for f in (root / "w" / "transform" / "chunks").rglob("*") if f.is_file())
+        resize(disk, f"{(shutil.disk_usage(disk).used + chunks) // 1024 + 1024}k")
+    resize(disk, "64m")
+    assert cli.main(["transform", "--work-dir", str(disk)]) == 0
+    ref = json.loads((root / "w" / "transform" / "manifest.json").read_text())
+    got = json.loads((disk / "transform" / "manifest.json").read_text())
+    for k in ("chunks_per_split", "triples_per_split", "soundscape_windows", "processed", "quarantined"):
+        assert got[k] == ref[k], k
+
+
 def test_full_disk_is_found_through_wrapped_errors():
     try:
         try:

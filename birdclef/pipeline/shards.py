@@ -54,11 +54,14 @@ class _WriteBundles(beam.DoFn):
         from apache_beam.io.tfrecordio import _TFRecordUtil
 
         dest, record = kv
-        _, _, f, n = self._file(dest)
-        if self.suffixes[dest] == ".tfrecord":
-            _TFRecordUtil.write_record(f, record)
-        else:
-            f.write((record if isinstance(record, bytes) else record.encode("utf-8")) + b"\n")
+        path, _, f, n = self._file(dest)
+        try:
+            if self.suffixes[dest] == ".tfrecord":
+                _TFRecordUtil.write_record(f, record)
+            else:
+                f.write((record if isinstance(record, bytes) else record.encode("utf-8")) + b"\n")
+        except OSError as e:  # a full disk's error names no file: name the shard being written
+            fileio.raise_naming(e, path)
         n[0] += 1
 
     def finish_bundle(self):
@@ -66,7 +69,10 @@ class _WriteBundles(beam.DoFn):
 
         done, self._open = self._open, {}
         for dest, (path, handle, _, n) in done.items():
-            handle.__exit__(None, None, None)
+            try:
+                handle.__exit__(None, None, None)
+            except OSError as e:
+                fileio.raise_naming(e, path)
             yield GlobalWindows.windowed_value((dest, path, n[0]))
 
     def teardown(self):
