@@ -43,7 +43,7 @@ SHARED = Path(os.environ.get("BIRDCLEF_SHARED_DATA", REPO.parent / "shared" / "d
 from birdclef import augment  # noqa: E402
 
 
-def recipes() -> dict[str, dict]:
+def recipes(teacher: str = "") -> dict[str, dict]:
     out = {"default": {}, "no-ema": {"ema": 0.0},
            "baseline": {"augment": "none", "lr_schedule": "constant", "nocall_share": 0.0, "ema": 0.0},
            # the baseline's differences from the default, one at a time
@@ -59,6 +59,8 @@ def recipes() -> dict[str, dict]:
            "emb256": {"embedding_dim": 256}, "wd": {"weight_decay": 0.5},
            "classify-bs32": {"loss": "classify", "batch_size": 32},
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
+    if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
+        out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})
     for name in augment.AUGMENTATIONS:
         out[f"no-{name}"] = {"augment": ",".join(a for a in augment.AUGMENTATIONS if a != name)}
     return out
@@ -171,6 +173,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--recipes", default="default,baseline", help="comma list, or all: " + ", ".join(recipes()))
     ap.add_argument("--work", default="/tmp/birdclef-bench-quality")
+    ap.add_argument("--teacher", default="", help="a model folder (e.g. one of the --ensemble outputs) that the "
+                    "recipes distill and distill-0.8 learn from (`train --teacher`)")
     ap.add_argument("--ensemble", type=int, nargs="*", default=[],
                     help="also `birdclef ensemble` each recipe's seeds in disjoint groups of this size (in the order "
                          "given; e.g. --seeds 0 1 2 3 4 5 --ensemble 3 measures {0,1,2} and {3,4,5}), each group a "
@@ -179,13 +183,14 @@ def main() -> None:
                     help="evaluate trained models again (after a change to evaluate or predict); training resumes "
                          "its finished run, so nothing is trained again")
     args = ap.parse_args()
-    names = list(recipes()) if args.recipes == "all" else args.recipes.split(",")
+    book = recipes(args.teacher)
+    names = list(book) if args.recipes == "all" else args.recipes.split(",")
     work = f"{args.work}/work"
     prepare(work)
     rows = {}
     for name in names:
         for seed in args.seeds:  # seeds inside recipes: a partial run still gives whole recipes
-            r = one_run(work, f"{args.work}/{name}-s{seed}", recipes()[name], seed, args.epochs, args.reevaluate)
+            r = one_run(work, f"{args.work}/{name}-s{seed}", book[name], seed, args.epochs, args.reevaluate)
             rows.setdefault(name, []).append(r)
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS if r.get(k) is not None),
                   flush=True)

@@ -175,6 +175,13 @@ def cmd_train(args) -> int:
     if problem:
         _err(problem)
         return EXIT_BAD_INPUT
+    if args.teacher:
+        from birdclef import distill
+
+        problem = distill.check_folder(args.teacher)
+        if problem:
+            _err(problem)
+            return EXIT_BAD_INPUT
     from birdclef import train
     from birdclef.features import quiet_tensorflow_import
 
@@ -186,7 +193,8 @@ def cmd_train(args) -> int:
         early_stopping=args.early_stopping, jit_compile=not args.no_jit, mixed_precision=args.mixed_precision,
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
         warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema, dropout=args.dropout,
-        weight_decay=args.weight_decay, balance_alpha=args.balance_alpha, max_reads=args.max_reads)
+        weight_decay=args.weight_decay, balance_alpha=args.balance_alpha, max_reads=args.max_reads,
+        teacher=args.teacher or "", distill=args.distill)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -556,6 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=ranged(float, 0, 1, hi_open=True), default=d.ema,
                    help="decay of an exponential moving average of the weights, which is validated, kept as "
                         "best and exported; 0: off (default %(default)s, the best of bench/quality.py)")
+    p.add_argument("--teacher", metavar="MODEL_DIR",
+                   help="distil a trained model (usually a `birdclef ensemble`) trained on the same --data-path: "
+                        "the class head also learns its probabilities (see --distill)")
+    p.add_argument("--distill", type=ranged(float, 0, 1, lo_open=True), default=d.distill,
+                   help="with --teacher: share of the teacher's probabilities in the targets (default %(default)s)")
     p.add_argument("--nocall-share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
     p.add_argument("--balance-alpha", type=ranged(float, 0, 1), default=d.balance_alpha,

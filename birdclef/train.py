@@ -74,6 +74,8 @@ class TrainConfig:
     ema: float = 0.995                # decay of the weights' moving average (birdclef.averaging); 0: off
     dropout: float = 0.0              # dropout rate on the pooled features, before the heads; 0: off
     weight_decay: float = 0.0         # decoupled weight decay (AdamW) of kernels; 0: plain Adam
+    teacher: str = ""                 # a model folder (run or ensemble) whose probabilities the class head also learns
+    distill: float = 0.5              # share of the teacher's probabilities in the class and presence targets
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
@@ -84,6 +86,8 @@ class TrainConfig:
         # averaging, dropout or weight decay) resumes with them off, and is refused with them on
         ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay")
                       if getattr(self, k)})
+        if self.teacher:
+            ident.update(teacher=self.teacher, distill=self.distill)
         return ident
 
 
@@ -409,11 +413,12 @@ def batch_hard_loss(emb, labels, margin: float):
     return tf.reduce_sum(per) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
 
-def class_losses(out, y, multi, nocall: int, weight=None):
+def class_losses(out, y, multi, nocall: int, weight=None, bird_target=None):
     """The class head's loss: sigmoid cross-entropy per class (multi-label: secondary and mixed-in birds
     count as present) plus sigmoid cross-entropy of the bird-presence logit (1 for every chunk whose
     primary label is a bird class, 0 for non-bird audio and `nocall` windows). weight: per example
-    [b] (the sampling plan's class weights), a weighted mean; None: a plain mean."""
+    [b] (the sampling plan's class weights), a weighted mean; None: a plain mean. bird_target: soft
+    presence targets [b] (distillation) instead of the labels' 0/1."""
     import tensorflow as tf
 
     known = tf.cast(y >= 0, tf.float32)
@@ -421,16 +426,20 @@ def class_losses(out, y, multi, nocall: int, weight=None):
     per = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=multi, logits=out["logits"]), -1)
     xent = tf.reduce_sum(per * w) / tf.maximum(tf.reduce_sum(w), 1e-6)
     bird = tf.cast(tf.logical_and(y >= 0, y != nocall), tf.float32)
+    if bird_target is not None:
+        bird = tf.cast(bird_target, tf.float32)
     presence = tf.nn.sigmoid_cross_entropy_with_logits(labels=bird, logits=out["bird"])
     presence = tf.reduce_sum(presence * known * w) / tf.maximum(tf.reduce_sum(known * w), 1e-6)
     return xent + presence
 
 
-def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, average=None):
+def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, average=None, teacher=None):
     """step(x, y) -> loss. y: class ids [b], or (class ids, multi-hot targets [b, C]) from
     `Data.train_dataset`; explicit triples take ((a, p, n), (anchor class, negative class)).
     class_weights [C]: the class head's loss weight per primary class (`sampling_plan`), or None.
-    average: a `birdclef.averaging.WeightAverage` updated after every step, or None."""
+    average: a `birdclef.averaging.WeightAverage` updated after every step, or None.
+    teacher: x -> (scores, bird) of a trained model (`birdclef.distill.teacher`), mixed into the class
+    head's targets by cfg.distill; None: the labels alone."""
     import tensorflow as tf
 
     cw = None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
@@ -466,7 +475,14 @@ def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, aver
                     loss += batch_hard_loss(out["embedding"], y, cfg.margin)
                 if classify:
                     w = None if cw is None else tf.gather(cw, tf.maximum(y, 0))
-                    loss += class_losses(out, y, multi, nocall, w)
+                    bird_target = None
+                    if teacher is not None:
+                        t_scores, t_bird = teacher(x)
+                        d = cfg.distill
+                        multi = (1.0 - d) * tf.cast(multi, tf.float32) + d * t_scores
+                        hard = tf.cast(tf.logical_and(y >= 0, y != nocall), tf.float32)
+                        bird_target = (1.0 - d) * hard + d * t_bird
+                    loss += class_losses(out, y, multi, nocall, w, bird_target)
             loss += tf.add_n(model.losses) if model.losses else 0.0
             scaled = optimizer.get_scaled_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, model.trainable_variables)
@@ -666,6 +682,11 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
                          "by sampling) is needed")
     if cfg.model not in models.REGISTRY:
         raise TrainError(f"unknown model {cfg.model!r}; known: {', '.join(models.REGISTRY)} (--model list)")
+    if cfg.teacher and cfg.loss not in ("classify", "batch_hard+classify"):
+        raise TrainError(f"--teacher teaches the class head of a batch loss; --loss {cfg.loss} has none: choose "
+                         "--loss batch_hard+classify or classify")
+    if not 0.0 < cfg.distill <= 1.0:
+        raise TrainError(f"--distill {cfg.distill:g}: choose a share in (0, 1]")
     data = Data(cfg, feature_cfg)  # checks the input before anything is written
     with stages.locked(cfg.ckpt_dir, "birdclef train"):
         return _train(cfg, feature_cfg, data, log)
@@ -709,7 +730,16 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
     history_path = fileio.join(cfg.ckpt_dir, "history.json")
     # the epochs of the checkpoint restored (an epoch recorded but not checkpointed is trained again)
     history = [h for h in (fileio.read_json(history_path) or []) if h.get("epoch", 0) <= int(epoch_var.numpy())]
-    step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None, average)
+    teacher = None
+    if cfg.teacher:
+        from birdclef import distill
+
+        try:
+            teacher = distill.teacher(cfg.teacher, data.classes, data.tft_dir, feature_cfg)
+        except distill.DistillError as e:
+            raise TrainError(str(e)) from e
+        log(f"train: distilling {cfg.teacher} (targets {1 - cfg.distill:g} labels + {cfg.distill:g} its probabilities)")
+    step_fn = make_train_step(model, optimizer, cfg, data.plan["weight"] if data.plan else None, average, teacher)
     if data.plan:
         log(f"train: class sampling reads {data.plan['reads']:.2f} chunks per example (--max-reads "
             f"{cfg.max_reads:g}); loss weights {data.plan['weight'].min():.2f}-{data.plan['weight'].max():.2f}")
