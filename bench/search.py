@@ -9,11 +9,19 @@ vector compared) and through the index. Prints build time, per-query median and 
 speed-up, and recall@k of the index against exact. Target (issue 15): on 1,000,000 vectors, ≤ 50 ms
 per query median with the index and recall@10 ≥ 0.95.
 The database is reused while its vector count and dimension stay the same.
+
+With `--stores`, the same queries also go through the other stores we could have chosen, where installed
+(`pip install 'birdclef[bench]'`): faiss (`faiss-flat`: exact inner product over a float32 matrix in
+memory; `faiss-hnsw`: HNSW, M=32, efSearch 64) and sqlite-vec (`sqlite-vec`: a vec0 table in SQLite,
+exact). Each gets its build time, per-query median and p95, recall@k against exact and the resident
+memory it added. perch-hoplite's database is SQLite with a usearch index (its `sqlite_usearch_impl`),
+the same pair as ours, so the `usearch` row stands for it.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import sys
 import time
@@ -51,6 +59,8 @@ def main() -> None:
     ap.add_argument("--exact-queries", type=int, default=20, help="exact search is slow: fewer of its queries timed")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--work", default="/tmp/birdclef-bench-search")
+    ap.add_argument("--stores", default="", help="comma list of other stores to measure on the same queries: "
+                    "faiss-flat, faiss-hnsw, sqlite-vec (installed by the [bench] extra)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     db = f"{args.work}/vectors-{args.vectors}-{args.dim}.sqlite"
@@ -91,6 +101,89 @@ def main() -> None:
     print(f"\nspeed-up (exact / approximate, medians): {np.median(e) / np.median(a):.0f}x")
     print(f"recall@{args.k} of the index against exact, {len(exact_ids)} queries: {recall:.3f} (target >= 0.95)")
     print(f"approximate median {np.median(a):.2f} ms against the 50 ms target: ratio {np.median(a) / 50:.3f}")
+    stores = [x for x in args.stores.split(",") if x]
+    if stores:
+        compare_stores(con, stores, queries, np.stack(exact_ids), args.k, args.exact_queries)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _all_vectors(con) -> np.ndarray:
+    rows = con.execute("SELECT vector FROM embedding WHERE kind = 'window' ORDER BY id").fetchall()
+    return np.stack([np.frombuffer(r[0], np.float32) for r in rows])
+
+
+def compare_stores(con, stores: list[str], queries: list[np.ndarray], exact: np.ndarray, k: int, n_exact: int):
+    """The same queries through other candidate stores; ids are 1-based like the embedding table's."""
+    t0 = time.perf_counter()
+    x = _all_vectors(con)
+    print(f"\nvectors read into memory for the other stores in {time.perf_counter() - t0:.0f} s")
+    rows = []
+    for name in stores:
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        try:
+            query = _store(name, x)
+        except ImportError as e:
+            print(f"{name}: not installed ({e}); pip install 'birdclef[bench]'")
+            continue
+        build = time.perf_counter() - t0
+        times, found = [], []
+        n = n_exact if name in ("sqlite-vec",) else len(queries)  # exact stores are slow: fewer timed
+        for q in queries[:n]:
+            t = time.perf_counter()
+            found.append(query(q, k))
+            times.append(time.perf_counter() - t)
+        ms = np.array(times) * 1000
+        recall = ann.recall_at_k(exact, np.stack(found[:n_exact]))
+        rows.append((name, build, np.median(ms), np.percentile(ms, 95), recall, len(ms), _rss_mb() - before))
+    print(f"\n| store ({len(x):,} vectors, k={k}) | build s | median ms | p95 ms | recall@{k} | queries | peak memory added MB |")
+    print("|---|---|---|---|---|---|---|")
+    for name, build, med, p95, recall, n, mem in rows:
+        print(f"| {name} | {build:.1f} | {med:.2f} | {p95:.2f} | {recall:.3f} | {n} | {mem:.0f} |")
+
+
+def _store(name: str, x: np.ndarray):
+    """Build store `name` over x; returns query(q, k) -> 1-based ids, best first."""
+    dim = x.shape[1]
+    if name in ("faiss-flat", "faiss-hnsw"):
+        import faiss
+
+        if name == "faiss-flat":
+            index = faiss.IndexFlatIP(dim)
+        else:
+            index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = 64
+        index.add(x)
+
+        def query(q, k):
+            return index.search(q[None, :].astype(np.float32), k)[1][0] + 1
+        return query
+    if name == "sqlite-vec":
+        import sqlite3
+
+        import sqlite_vec
+
+        if not hasattr(sqlite3.Connection, "enable_load_extension"):  # a Python built without it (pyenv's)
+            import pysqlite3 as sqlite3
+        db = sqlite3.connect(":memory:")
+        db.enable_load_extension(True)
+        sqlite_vec.load(db)
+        db.execute(f"CREATE VIRTUAL TABLE v USING vec0(embedding float[{dim}] distance_metric=cosine)")
+        block = 50_000
+        for first in range(0, len(x), block):
+            db.executemany("INSERT INTO v (rowid, embedding) VALUES (?, ?)",
+                           [(first + i + 1, v.tobytes()) for i, v in enumerate(x[first:first + block])])
+        db.commit()
+
+        def query(q, k):
+            got = db.execute("SELECT rowid FROM v WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+                             (q.astype(np.float32).tobytes(), k)).fetchall()
+            return np.array([r[0] for r in got])
+        return query
+    raise SystemExit(f"--stores: unknown store {name!r}; choose faiss-flat, faiss-hnsw, sqlite-vec")
 
 
 if __name__ == "__main__":
