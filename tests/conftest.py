@@ -59,3 +59,18 @@ def tiny_model(tmp_path_factory):
     train.run(train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=2, steps_per_epoch=4,
                                 jit_compile=False), log=lambda s: None)
     return root, ckpt
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_model, tmp_path_factory):
+    """(root, ckpt_dir, second ckpt_dir, ensemble dir): `tiny_model`, another seed of it on the same
+    transform output (1 epoch), and `birdclef ensemble` of the two."""
+    from birdclef import ensemble, train
+
+    root, a = tiny_model
+    here = tmp_path_factory.mktemp("pair")
+    b, ens = str(here / "seed1"), str(here / "ens")
+    train.run(train.TrainConfig(data_path=str(root / "w"), ckpt_dir=b, batch_size=8, epochs=1, steps_per_epoch=4,
+                                jit_compile=False, seed=1), log=lambda s: None)
+    ensemble.build([a, b], ens, log=lambda s: None)
+    return root, a, b, ens

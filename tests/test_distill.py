@@ -33,14 +33,9 @@ def test_the_step_trains_on_the_mixed_targets_of_labels_and_teacher():
     assert abs(got - without) > 1e-3  # the teacher changed the targets
 
 
-def test_a_student_trains_from_an_ensemble_and_bad_teachers_are_refused(tiny_model, tmp_path, capsys):
-    root, a = tiny_model
-    work = str(root / "w")
-    b = str(tmp_path / "seed1")
-    base = ["--data-path", work, "--batch-size", "8", "--epochs", "1", "--steps-per-epoch", "2", "--no-jit"]
-    assert cli.main(["train", *base, "--ckpt-dir", b, "--seed", "1"]) == 0
-    ens = str(tmp_path / "ens")
-    assert cli.main(["ensemble", a, b, "--out", ens]) == 0
+def test_a_student_trains_from_an_ensemble_and_bad_teachers_are_refused(tiny_pair, tmp_path, capsys):
+    root, a, _, ens = tiny_pair
+    base = ["--data-path", str(root / "w"), "--batch-size", "8", "--epochs", "1", "--steps-per-epoch", "2", "--no-jit"]
     student = tmp_path / "student"
     assert cli.main(["train", *base, "--ckpt-dir", str(student), "--teacher", ens, "--distill", "0.7"]) == 0
     assert "distilling" in capsys.readouterr().out

@@ -121,3 +121,23 @@ def test_label_soundscapes_page_runs_from_draft_to_evaluation(tiny_model, tmp_pa
     assert ev["soundscape_split"] == "all" and ev["soundscape_windows"] == n_windows >= 1
     # the labels are the model's own draft at threshold 0.5: scored at 0.5 it agrees with every row
     assert ev["threshold"] == 0.5 and ev["row_f1"] == 1.0
+
+
+def test_train_on_your_data_page_runs_from_validate_to_ensemble(tiny_model, tmp_path):
+    """docs/train-your-data.md's two blocks, run as written on the tiny synthetic dataset (its folders in
+    place of DATA, NONBIRD, W and SOUNDSCAPES), with --epochs 2 in place of 20 to keep the suite short."""
+    root, _ = tiny_model
+    data = root / "data"
+    blocks = bash_blocks((REPO / "docs" / "train-your-data.md").read_text())
+    assert len(blocks) == 2
+    places = {"DATA": str(data), "NONBIRD": str(data / "nonbird"), "W": str(tmp_path / "w"),
+              "SOUNDSCAPES": str(data / "train_soundscapes")}
+    for block in blocks:
+        block = re.sub(r"\b(DATA|NONBIRD|W|SOUNDSCAPES)\b", lambda m: places[m.group(1)], block)
+        _run_block(block.replace("--epochs 20", "--epochs 2"), tmp_path)
+    w = tmp_path / "w"
+    assert (w / "predictions" / "submission.csv").exists()
+    ens = json.loads((w / "ensemble" / "run.json").read_text())
+    assert len(ens["ensemble"]["members"]) == 3
+    assert json.loads((w / "ensemble" / "evaluation.json").read_text())["classes"] == ens["classes"]
+    assert (w / "ensemble" / "model.onnx").exists()

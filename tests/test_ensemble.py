@@ -8,19 +8,9 @@ import numpy as np
 from birdclef import audio, cli, predict
 
 
-def _second_run(tiny_model, tmp_path):
-    """Another seed of the tiny fixture's recipe on the same transform output."""
-    from birdclef import train
-
-    root, ckpt = tiny_model
-    other = str(tmp_path / "seed1")
-    train.run(train.TrainConfig(data_path=str(root / "w"), ckpt_dir=other, batch_size=8, epochs=2, steps_per_epoch=4,
-                                jit_compile=False, seed=1), log=lambda s: None)
-    return root, ckpt, other
-
-
-def test_an_ensemble_serves_the_mean_of_its_members_and_outlives_them(tiny_model, shared_data, tmp_path, capsys):
-    root, a, b = _second_run(tiny_model, tmp_path)
+def test_an_ensemble_serves_the_mean_of_its_members_and_outlives_them(tiny_pair, shared_data, tmp_path, capsys):
+    root, a, b, _ = tiny_pair
+    b = str(shutil.copytree(b, tmp_path / "seed1"))  # deleted below
     out = str(tmp_path / "ens")
     assert cli.main(["ensemble", a, b, "--out", out]) == 0
     wave = audio.load(str(sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))[0]))[:32000 * 9]
@@ -59,11 +49,9 @@ def test_an_ensemble_serves_the_mean_of_its_members_and_outlives_them(tiny_model
     assert np.abs(got["scores"] - ens["scores"]).max() <= 1e-3 and np.abs(got["bird"] - ens["bird"]).max() <= 1e-3
 
 
-def test_evaluate_and_compare_take_an_ensemble(tiny_model, tmp_path, capsys):
-    root, a, b = _second_run(tiny_model, tmp_path)
-    out = str(tmp_path / "ens")
-    assert cli.main(["ensemble", a, b, "--out", out]) == 0
-    capsys.readouterr()
+def test_evaluate_and_compare_take_an_ensemble(tiny_pair, tmp_path, capsys):
+    root, _, _, ens = tiny_pair
+    out = str(shutil.copytree(ens, tmp_path / "ens"))  # evaluate writes into it
     assert cli.main(["evaluate", out, "--work-dir", str(root / "w")]) == 0
     table = capsys.readouterr().out
     assert "ensemble of 2 (dilated_cnn)" in table
