@@ -190,6 +190,16 @@ def test_full_disk_is_found_through_wrapped_errors():
     assert cli.disk_full(RuntimeError("ResourceExhausted: /ck/ckpt-3.index; No space left on device")) == \
         "/ck/ckpt-3.index"
     assert cli.disk_full(ValueError("something else")) is None
+    # the texts a real full disk gave (the tmpfs tests above, which need root): TensorFlow's checkpoint
+    # writer, with a device name before a relative path, and Beam's wrapped OSError after its step name
+    tf_text = ("{{function_node __wrapped__SaveV2_dtypes_179_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+               "ck/ckpt/ckpt-1_temp/part-00000-of-00001.data-00000-of-00001.tempstate92128; No space left on "
+               "device [Op:SaveV2]")
+    assert cli.disk_full(RuntimeError(tf_text)) == "ck/ckpt/ckpt-1_temp/part-00000-of-00001.data-00000-of-00001"
+    beam_text = ("OSError: [Errno 28] No space left on device: 'w/transform/chunks/.shards-tmp-1/2' "
+                 "[while running 'WriteOutputs/WriteBundles']")
+    assert cli.disk_full(RuntimeError(beam_text)) == "w/transform/chunks/.shards-tmp-1/2"
+    assert cli.disk_full(RuntimeError("OSError: [Errno 28] No space left on device [while running 'A/B']")) == ""
 
 
 HOSTILE = [
