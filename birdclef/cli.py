@@ -780,10 +780,10 @@ def main(argv: list[str] | None = None) -> int:
         if where is None:
             raise
         if not where:  # the error names no file: the folder this command writes to
-            where = next((str(getattr(args, a)) for a in ("ckpt_dir", "out", "db", "work_dir")
+            where = next((str(getattr(args, a)) for a in ("out", "db", "ckpt_dir", "work_dir")
                           if isinstance(getattr(args, a, None), str)), "")
         _err(f"no space left on the device{' writing ' + where if where else ''}; fix: free space there (or "
-             "point --out / --work-dir / --ckpt-dir at another disk) and run the same command again: "
+             "point --out / --work-dir / --ckpt-dir / --db at another disk) and run the same command again: "
              "finished parts are kept and the run resumes")
         return EXIT_NOTHING_PROCESSED
 

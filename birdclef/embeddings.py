@@ -20,6 +20,7 @@ through an approximate HNSW index kept beside the database (`birdclef.ann`, usea
 """
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -46,6 +47,13 @@ class EmbedError(Exception):
     pass
 
 
+def disk_full(e: sqlite3.Error, db: str) -> None:
+    """SQLite's 'database or disk is full' raised as the OSError of a full disk naming the database (the
+    CLI's one line for a full disk, instead of calling the file no database); other errors: nothing."""
+    if "full" in str(e).lower():
+        raise OSError(errno.ENOSPC, "No space left on device", db) from e
+
+
 def connect(db: str) -> sqlite3.Connection:
     if fileio.is_remote(db):
         raise EmbedError(f"--db {db}: the database is a local SQLite file; fix: give a local path "
@@ -55,6 +63,7 @@ def connect(db: str) -> sqlite3.Connection:
         con = sqlite3.connect(db)
         con.executescript(SCHEMA)
     except sqlite3.DatabaseError as e:
+        disk_full(e, db)
         raise EmbedError(f"--db {db} is not an embedding database ({e}); fix: give the SQLite file `birdclef "
                          "embed` made, or a new path") from None
     return con
@@ -125,14 +134,18 @@ def embed(model_path: str, inputs: list[str], db: str, acfg: AudioConfig = DEFAU
             quarantined.append({"path": f, "reason": e.reason, "message": str(e)})
             log(f"embed: skipped {e}")
             continue
-        with con:  # one transaction per file: all its rows and its done mark, or nothing
-            con.execute("DELETE FROM embedding WHERE recording_id IN (SELECT id FROM recording WHERE path = ?)", (f,))
-            con.execute("INSERT OR REPLACE INTO recording (path, duration_s, windows, done) VALUES (?, ?, ?, 0)",
-                        (f, read[0] / cfg.sample_rate, sum(r[0] == "window" for r in rows)))
-            rid = con.execute("SELECT id FROM recording WHERE path = ?", (f,)).fetchone()[0]
-            con.executemany("INSERT INTO embedding (recording_id, kind, start_s, end_s, vector) VALUES (?, ?, ?, ?, ?)",
-                            [(rid, *r) for r in rows])
-            con.execute("UPDATE recording SET done = 1 WHERE id = ?", (rid,))
+        try:
+            with con:  # one transaction per file: all its rows and its done mark, or nothing
+                con.execute("DELETE FROM embedding WHERE recording_id IN (SELECT id FROM recording WHERE path = ?)", (f,))
+                con.execute("INSERT OR REPLACE INTO recording (path, duration_s, windows, done) VALUES (?, ?, ?, 0)",
+                            (f, read[0] / cfg.sample_rate, sum(r[0] == "window" for r in rows)))
+                rid = con.execute("SELECT id FROM recording WHERE path = ?", (f,)).fetchone()[0]
+                con.executemany("INSERT INTO embedding (recording_id, kind, start_s, end_s, vector) VALUES (?, ?, ?, ?, ?)",
+                                [(rid, *r) for r in rows])
+                con.execute("UPDATE recording SET done = 1 WHERE id = ?", (rid,))
+        except sqlite3.OperationalError as e:
+            disk_full(e, db)
+            raise
         added += 1
     total = con.execute("SELECT COUNT(*) FROM embedding WHERE kind = 'window'").fetchone()[0]
     con.close()

@@ -120,7 +120,7 @@ def small_disks(tmp_path):
             subprocess.run(["umount", "-l", str(point)], check=False)
 
 
-def test_a_really_full_disk_stops_train_and_predict_in_one_line_and_they_finish_once_space_is_freed(
+def test_a_really_full_disk_stops_train_predict_and_embed_in_one_line_and_they_finish_once_space_is_freed(
         tiny_model, shared_data, small_disks, capsys):
     """The injected ENOSPC above, on a real filesystem: TensorFlow's checkpoint writer says it its own way
     (its error once led the message to name '/job' instead of the checkpoint)."""
@@ -151,6 +151,15 @@ def test_a_really_full_disk_stops_train_and_predict_in_one_line_and_they_finish_
     rows = (out / "submission.csv").read_text().splitlines()[1:]
     ids = [r.split(",")[0] for r in rows]
     assert len(ids) == len(set(ids)) == sum(predict.n_windows(len(audio.load(p))) for p in sounds)
+
+    # embed: SQLite says 'database or disk is full', once taken for 'not an embedding database'
+    disk = mount("db", "12k")
+    db = str(disk / "e.sqlite")
+    assert cli.main(["embed", *sounds, "--ckpt-dir", model, "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"no space left on the device writing {db}" in err, err
+    resize(disk, "4m")
+    assert cli.main(["embed", *sounds, "--ckpt-dir", model, "--db", db]) == 0
 
 
 def test_a_really_full_disk_stops_both_transform_stages_in_one_line_and_a_rerun_finishes(
