@@ -161,6 +161,24 @@ def test_a_really_full_disk_stops_train_predict_and_embed_in_one_line_and_they_f
     resize(disk, "4m")
     assert cli.main(["embed", *sounds, "--ckpt-dir", model, "--db", db]) == 0
 
+    # review: a label given on a full disk is refused with a line the page shows; the ones before stay
+    from birdclef import review
+
+    store = review.Store(db)
+    store.set_label(0, "not")
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        with pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    with pytest.raises(review.ReviewError, match="is full: this label was not kept"):
+        for i in range(1, 200):  # SQLite fills its free pages first
+            store.set_label(i, "unsure")
+    filler.unlink()
+    assert store.set_label(1, "not")["label"] == "not"
+    assert store.con().execute("SELECT label FROM label ORDER BY rowid").fetchone()[0] == "not"
+
 
 def test_a_really_full_disk_stops_both_transform_stages_in_one_line_and_a_rerun_finishes(
         tiny_model, small_disks, capsys):

@@ -179,9 +179,15 @@ class Store:
         it = self.item(i)
         given = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         con = self.con()
-        with con:
-            con.execute("INSERT INTO label (path, start_s, end_s, label, given_at) VALUES (?, ?, ?, ?, ?)",
-                        (it["file"], it["start_s"], it["end_s"], label, given))
+        try:
+            with con:
+                con.execute("INSERT INTO label (path, start_s, end_s, label, given_at) VALUES (?, ?, ?, ?, ?)",
+                            (it["file"], it["start_s"], it["end_s"], label, given))
+        except sqlite3.OperationalError as e:  # the page shows this line; the labels given before are kept
+            if "full" in str(e).lower():
+                raise ReviewError(f"the disk holding {self.db} is full: this label was not kept; fix: free space "
+                                  "there and give it again") from e
+            raise
         return {"item": i, "label": label, "given_at": given}
 
 
