@@ -198,9 +198,10 @@ def window_scores(serve, wave: np.ndarray, cfg: FeatureConfig = DEFAULT_FEATURES
     return res, presence
 
 
-def _blocks(path: str, acfg: AudioConfig, cfg: FeatureConfig):
-    """(first window, audio of up to WINDOWS_PER_CALL windows, samples of it that are audio) of a file."""
-    win = int(round(cfg.window_s * cfg.sample_rate))
+def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAULT_AUDIO,
+                 cfg: FeatureConfig = DEFAULT_FEATURES) -> pd.DataFrame:
+    """One row per 5 s window of `path`: file, row_id, start_s, end_s, bird (presence) and one column
+    per class."""
     seen = [0]
 
     def counted(blocks):
@@ -208,61 +209,15 @@ def _blocks(path: str, acfg: AudioConfig, cfg: FeatureConfig):
             seen[0] += len(b)
             yield b
 
-    for first, wave in windows_of(counted(audio.stream(path, acfg, allow_silent=True)), cfg):
-        yield first, wave, min(len(wave), seen[0] - first * win)
-
-
-def _decoded(paths: list[str], acfg: AudioConfig, cfg: FeatureConfig):
-    """(path, blocks or the AudioError of the file) for every path, decoded file after file. A file's
-    blocks are read whole here, block by block, so the items stay small (WINDOWS_PER_CALL windows)."""
-    for path in paths:
-        try:
-            for item in _blocks(path, acfg, cfg):
-                yield path, item
-        except audio.AudioError as e:
-            yield path, e
-            continue
-        yield path, None  # the file is done
-
-
-def predict_files(serve, classes: list[str], paths: list[str], acfg: AudioConfig = DEFAULT_AUDIO,
-                  cfg: FeatureConfig = DEFAULT_FEATURES):
-    """Yield (path, the windows' DataFrame of `predict_file`, or its AudioError) for every path, in
-    order. Decoding runs in a background thread a few blocks ahead of the model (`birdclef.prefetch`),
-    so audio is decoded and resampled while the blocks before it are scored."""
-    from birdclef.prefetch import ahead
-
-    parts: list = []
-    for path, item in ahead(_decoded(paths, acfg, cfg), depth=3):
-        if isinstance(item, audio.AudioError):
-            parts = []
-            yield path, item
-        elif item is None:
-            yield path, _frame(path, classes, parts, cfg)
-            parts = []
-        else:
-            _, wave, n_real = item
-            parts.append(window_scores(serve, wave, cfg, n_real=n_real))
-
-
-def _frame(path: str, classes: list[str], parts: list, cfg: FeatureConfig) -> pd.DataFrame:
+    win = int(round(cfg.window_s * cfg.sample_rate))
+    parts = [window_scores(serve, wave, cfg, n_real=min(len(wave), seen[0] - first * win))
+             for first, wave in windows_of(counted(audio.stream(path, acfg, allow_silent=True)), cfg)]
     scores = np.concatenate([p[0] for p in parts])
     end = (np.arange(len(scores)) + 1) * cfg.window_s
     prefix = row_prefix(path)
     df = pd.DataFrame({"file": path, "row_id": [f"{prefix}_{int(e)}" for e in end],
                        "start_s": end - cfg.window_s, "end_s": end, BIRD: np.concatenate([p[1] for p in parts])})
     return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
-
-
-def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAULT_AUDIO,
-                 cfg: FeatureConfig = DEFAULT_FEATURES) -> pd.DataFrame:
-    """One row per 5 s window of `path`: file, row_id, start_s, end_s, bird (presence) and one column
-    per class. AudioError when the file cannot be used."""
-    for _, got in predict_files(serve, classes, [path], acfg, cfg):
-        if isinstance(got, audio.AudioError):
-            raise got
-        return got
-    raise AssertionError("predict_files yields one result per path")
 
 
 def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float,
@@ -418,32 +373,24 @@ def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, pres
 
     from tqdm import tqdm
 
-    done, quarantined, resumed = {}, [], 0
-
-    def part_of(path: str) -> str:
-        return fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
-
-    todo = []
-    for path in files:  # parts of an earlier run first: they need no model
-        if fileio.exists(part_of(path)):
-            df = pd.read_csv(io.StringIO(fileio.read_text(part_of(path))), keep_default_na=False)
+    results, quarantined, resumed = [], [], 0
+    for path in tqdm(files, desc="predict", unit="file", disable=None, leave=False):
+        part = fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
+        if fileio.exists(part):
+            df = pd.read_csv(io.StringIO(fileio.read_text(part)), keep_default_na=False)
             if BIRD not in df:  # a part written by an older birdclef
                 df.insert(4, BIRD, chunk_presence({}, df[classes].to_numpy()))
-            done[path] = df
+            results.append(df)
             resumed += 1
-        else:
-            todo.append(path)
-    bar = tqdm(total=len(files), initial=resumed, desc="predict", unit="file", disable=None, leave=False)
-    for path, got in predict_files(serve, classes, todo, acfg, cfg):
-        bar.update(1)
-        if isinstance(got, audio.AudioError):
-            quarantined.append({"path": path, "reason": got.reason, "message": str(got)})
-            log(f"predict: skipped {got}")
             continue
-        fileio.write_text_atomic(part_of(path), got.to_csv(index=False, float_format="%.5f"))
-        done[path] = got
-    bar.close()
-    results = [done[p] for p in files if p in done]  # in input order, resumed or not
+        try:
+            df = predict_file(serve, classes, path, acfg, cfg)
+        except audio.AudioError as e:
+            quarantined.append({"path": path, "reason": e.reason, "message": str(e)})
+            log(f"predict: skipped {e}")
+            continue
+        fileio.write_text_atomic(part, df.to_csv(index=False, float_format="%.5f"))
+        results.append(df)
     if quarantined:
         fileio.write_text(fileio.join(out, "quarantine.csv"), pd.DataFrame(quarantined).to_csv(index=False))
     if not results:
