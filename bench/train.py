@@ -4,8 +4,8 @@
 
 1. Examples per second of a bare training step (batch_hard+classify loss, XLA
    jit_compile) on in-memory tensors, for each architecture at batch 64.
-2. For the dilated CNN, the full `birdclef train` input pipeline at the defaults (TFRecords ->
-   parse -> class-balanced sampling -> batch -> augmentation -> prefetch) plus the same step, and
+2. For the dilated CNN, the full `birdclef train` input pipeline (TFRecords -> parse -> class-balanced
+   sampling -> batch -> augmentation, all of it unless --augment says otherwise -> prefetch) plus the same step, and
    its ratio to the bare step (target >= 0.9: input never the bottleneck), on
    - the synthetic demo dataset, taken through preprocess and transform in this run;
    - ../shared/data/birdclef-plus + nonbird (31 labels, rarest class 5 chunks), when present;
@@ -127,13 +127,16 @@ class SimulatedTail:
         return d
 
 
-def full_pipeline(batch: int, steps: int, work: str, tmp: str, simulate: bool = False) -> tuple[float, float]:
-    """(examples/s of the default train input pipeline + step, chunks read per example)."""
+def full_pipeline(batch: int, steps: int, work: str, tmp: str, simulate: bool = False,
+                  augment: str | None = None) -> tuple[float, float]:
+    """(examples/s of the default train input pipeline + step, chunks read per example); augment: the
+    `train --augment` value (None: the default)."""
     import tf_keras as keras
 
     from birdclef import features, models, train
 
-    cfg = train.TrainConfig(data_path=work, ckpt_dir=os.path.join(tmp, "ck"), batch_size=batch)
+    cfg = train.TrainConfig(data_path=work, ckpt_dir=os.path.join(tmp, "ck"), batch_size=batch,
+                            **({} if augment is None else {"augment": augment}))
     d = train.Data(cfg)
     if simulate:
         d = SimulatedTail(d).patch()
@@ -150,8 +153,11 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--models", default="dilated_cnn,resnet,mobilenet,crnn")
+    ap.add_argument("--augment", default="all", help="the input pipeline's `train --augment` (default all: every "
+                    "augmentation on, the pipeline's heaviest; `train` itself defaults to none)")
     args = ap.parse_args()
-    print(f"cpus: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps after 3 warm-up steps")
+    print(f"cpus: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps after 3 warm-up steps, "
+          f"--augment {args.augment}")
     rates = {}
     for name in args.models.split(","):
         rates[name] = bare(name, args.batch_size, args.steps)
@@ -165,7 +171,7 @@ def main():
             if work is None:
                 print(f"  {name}: not found under {SHARED}, skipped")
                 continue
-            full, reads = full_pipeline(args.batch_size, args.steps, work, tmp, simulate)
+            full, reads = full_pipeline(args.batch_size, args.steps, work, tmp, simulate, args.augment)
             base = ref401 if simulate else ref
             label = f"{name} relabelled to a 400-class long tail" if simulate else name
             print(f"  {label:45s} full pipeline + step {full:7.1f} examples/s, ratio to bare {full / base:.3f} "
