@@ -18,10 +18,18 @@ REGISTRY = {
 }
 
 
-def build(name: str, mel_shape: tuple[int, int], embedding_dim: int, n_classes: int, dropout: float = 0.0):
+def build(name: str, mel_shape: tuple[int, int], embedding_dim: int, n_classes: int, dropout: float = 0.0,
+          band_norm: bool = False):
+    """band_norm: subtract each mel band's mean over the chunk's frames before the network (`train
+    --band-norm`, `birdclef.models.band_norm`)."""
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
-    return REGISTRY[name].build(mel_shape, embedding_dim, n_classes, dropout=dropout)
+    net = REGISTRY[name].build(mel_shape, embedding_dim, n_classes, dropout=dropout)
+    if not band_norm:
+        return net
+    from birdclef.models import band_norm as bn
+
+    return bn.wrap(net, mel_shape, name)
 
 
 def describe() -> list[str]:
