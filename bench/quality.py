@@ -58,7 +58,6 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "classify": {"loss": "classify"}, "bs32": {"batch_size": 32}, "lr3": {"lr": 3e-3},
            "emb256": {"embedding_dim": 256}, "wd": {"weight_decay": 0.5},
            "classify-bs32": {"loss": "classify", "batch_size": 32},
-           "band-norm": {"band_norm": True},
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
         out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})

@@ -194,7 +194,7 @@ def cmd_train(args) -> int:
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
         warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema, dropout=args.dropout,
         weight_decay=args.weight_decay, balance_alpha=args.balance_alpha, max_reads=args.max_reads,
-        teacher=args.teacher or "", distill=args.distill, band_norm=args.band_norm)
+        teacher=args.teacher or "", distill=args.distill)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -564,9 +564,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=ranged(float, 0, 1, hi_open=True), default=d.ema,
                    help="decay of an exponential moving average of the weights, which is validated, kept as "
                         "best and exported; 0: off (default %(default)s, the best of bench/quality.py)")
-    p.add_argument("--band-norm", action="store_true",
-                   help="subtract each mel band's mean over the chunk before the network: steady background and "
-                        "gain do not reach it (off by default)")
     p.add_argument("--teacher", metavar="MODEL_DIR",
                    help="distil a trained model (usually a `birdclef ensemble`) trained on the same --data-path: "
                         "the class head also learns its probabilities (see --distill)")

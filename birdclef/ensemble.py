@@ -60,7 +60,7 @@ def trained_model(ckpt_dir: str, n_classes: int, cfg: FeatureConfig = DEFAULT_FE
     if not run or "config" not in run:
         raise EnsembleError(f"{ckpt_dir}: no run.json of `birdclef train`; fix: pass the --ckpt-dir of a finished run")
     c = run["config"]
-    model = models.build(c["model"], mel_shape(cfg), c["embedding_dim"], n_classes, band_norm=c.get("band_norm", False))
+    model = models.build(c["model"], mel_shape(cfg), c["embedding_dim"], n_classes)
     best = fileio.join(ckpt_dir, "best", "weights")
     if fileio.exists(best + ".index"):
         model.load_weights(best)

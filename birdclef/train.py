@@ -74,7 +74,6 @@ class TrainConfig:
     ema: float = 0.995                # decay of the weights' moving average (birdclef.averaging); 0: off
     dropout: float = 0.0              # dropout rate on the pooled features, before the heads; 0: off
     weight_decay: float = 0.0         # decoupled weight decay (AdamW) of kernels; 0: plain Adam
-    band_norm: bool = False           # subtract each mel band's mean over the chunk before the network
     teacher: str = ""                 # a model folder (run or ensemble) whose probabilities the class head also learns
     distill: float = 0.5              # share of the teacher's probabilities in the class and presence targets
 
@@ -85,7 +84,7 @@ class TrainConfig:
                                                "balance_alpha", "max_reads")}
         # settings added later are recorded only when on: a run recorded before them (without weight
         # averaging, dropout or weight decay) resumes with them off, and is refused with them on
-        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay", "band_norm")
+        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay")
                       if getattr(self, k)})
         if self.teacher:
             ident.update(teacher=self.teacher, distill=self.distill)
@@ -709,8 +708,7 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
     fileio.write_text(fileio.join(cfg.ckpt_dir, "classes.json"), json.dumps(data.classes))
     from birdclef.features import mel_shape
 
-    model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes), cfg.dropout,
-                         band_norm=cfg.band_norm)
+    model = models.build(cfg.model, mel_shape(feature_cfg), cfg.embedding_dim, len(data.classes), cfg.dropout)
     train_ds, steps = data.train_dataset()
     optimizer = make_optimizer(cfg, steps)
     if cfg.mixed_precision:

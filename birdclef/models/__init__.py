@@ -18,18 +18,10 @@ REGISTRY = {
 }
 
 
-def build(name: str, mel_shape: tuple[int, int], embedding_dim: int, n_classes: int, dropout: float = 0.0,
-          band_norm: bool = False):
-    """band_norm: subtract each mel band's mean over the chunk's frames before the network (`train
-    --band-norm`, `birdclef.models.band_norm`)."""
+def build(name: str, mel_shape: tuple[int, int], embedding_dim: int, n_classes: int, dropout: float = 0.0):
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
-    net = REGISTRY[name].build(mel_shape, embedding_dim, n_classes, dropout=dropout)
-    if not band_norm:
-        return net
-    from birdclef.models import band_norm as bn
-
-    return bn.wrap(net, mel_shape, name)
+    return REGISTRY[name].build(mel_shape, embedding_dim, n_classes, dropout=dropout)
 
 
 def describe() -> list[str]:
