@@ -333,7 +333,7 @@ def cmd_ensemble(args) -> int:
 
     # refused before TensorFlow loads: folders without a finished run
     for d in args.ckpt_dirs:
-        if not (fileio.exists(fileio.join(d, "run.json")) and fileio.exists(fileio.join(d, "export", "saved_model.pb"))):
+        if not ensemble.is_finished(d):
             _err(f"{d}: not a finished `birdclef train` run or ensemble (run.json and export/); fix: pass "
                  "--ckpt-dir folders that train finished")
             return EXIT_BAD_INPUT

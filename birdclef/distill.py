@@ -23,7 +23,9 @@ class DistillError(Exception):
 
 def check_folder(path: str) -> str | None:
     """The problem with a --teacher folder, in one line with the fix (no TensorFlow needed), or None."""
-    if not (fileio.exists(fileio.join(path, "run.json")) and fileio.exists(fileio.join(path, "export", "saved_model.pb"))):
+    from birdclef import ensemble
+
+    if not ensemble.is_finished(path):
         return (f"--teacher {path}: not a finished `birdclef train` run or `birdclef ensemble` (run.json and "
                 "export/); fix: pass the --ckpt-dir of one, trained on the same --data-path")
     return None
@@ -34,7 +36,7 @@ def teacher(path: str, classes: list[str], tft_dir: str, cfg: FeatureConfig = DE
     log-mels x, for `make_train_step`; DistillError when the teacher does not fit this data."""
     import tensorflow as tf
 
-    from birdclef import ensemble
+    from birdclef import ensemble, export
     from birdclef.pipeline.stage2_tft import fitted_normalisation
 
     problem = check_folder(path)
@@ -54,11 +56,8 @@ def teacher(path: str, classes: list[str], tft_dir: str, cfg: FeatureConfig = DE
     for net in nets:
         net.trainable = False
 
-    def soft(x):
-        outs = [net(x, training=False) for net in nets]
-        n = float(len(outs))
-        scores = tf.add_n([tf.math.sigmoid(o["logits"]) for o in outs]) / n
-        bird = tf.add_n([tf.math.sigmoid(o["bird"]) for o in outs]) / n
-        return tf.stop_gradient(scores), tf.stop_gradient(bird)
+    def soft(x):  # x is normalised already: the networks' own served outputs, averaged as an ensemble serves them
+        out = export.mean_of([export.network_outputs(net, x) for net in nets])
+        return tf.stop_gradient(out["scores"]), tf.stop_gradient(out["bird"])
 
     return soft

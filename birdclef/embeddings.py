@@ -47,10 +47,15 @@ class EmbedError(Exception):
     pass
 
 
+def is_disk_full(e: sqlite3.Error) -> bool:
+    """SQLite's 'database or disk is full' (SQLITE_FULL)."""
+    return "full" in str(e).lower()
+
+
 def disk_full(e: sqlite3.Error, db: str) -> None:
-    """SQLite's 'database or disk is full' raised as the OSError of a full disk naming the database (the
-    CLI's one line for a full disk, instead of calling the file no database); other errors: nothing."""
-    if "full" in str(e).lower():
+    """SQLite's full error raised as the OSError of a full disk naming the database (the CLI's one line
+    for a full disk, instead of calling the file no database); other errors: nothing."""
+    if is_disk_full(e):
         raise OSError(errno.ENOSPC, "No space left on device", db) from e
 
 

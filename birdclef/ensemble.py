@@ -34,8 +34,10 @@ def _run(ckpt_dir: str) -> dict | None:
     return run if isinstance(run, dict) else None
 
 
-def is_ensemble(ckpt_dir: str) -> bool:
-    return KIND in (_run(ckpt_dir) or {})
+def is_finished(ckpt_dir: str) -> bool:
+    """A folder `birdclef train` or `birdclef ensemble` finished: run.json and export/ (no TensorFlow needed)."""
+    return fileio.exists(fileio.join(ckpt_dir, "run.json")) and \
+        fileio.exists(fileio.join(ckpt_dir, "export", "saved_model.pb"))
 
 
 def _weights_files(ckpt_dir: str) -> list[str]:
@@ -102,7 +104,7 @@ def _describe(ckpt_dir: str) -> dict:
     """What a candidate member is, or EnsembleError with the fix."""
     run = _run(ckpt_dir)
     export = fileio.join(ckpt_dir, "export")
-    if not run or ("config" not in run and KIND not in run) or not fileio.exists(fileio.join(export, "saved_model.pb")):
+    if not run or ("config" not in run and KIND not in run) or not is_finished(ckpt_dir):
         raise EnsembleError(f"{ckpt_dir}: not a finished `birdclef train` run or ensemble (run.json and export/); "
                             "fix: pass --ckpt-dir folders that train finished (a `birdclef classify` head or an "
                             "ONNX file cannot be a member)")
@@ -110,7 +112,7 @@ def _describe(ckpt_dir: str) -> dict:
     if "classes" not in info or "features" not in info:
         raise EnsembleError(f"{export}: no birdclef.json with classes and features; fix: train it again with this "
                             "birdclef")
-    return {"dir": ckpt_dir, "classes": info["classes"], "features": info["features"], "run": run}
+    return {"dir": ckpt_dir, "classes": info["classes"], "features": info["features"]}
 
 
 def build(ckpt_dirs: list[str], out: str, overwrite: bool = False, cfg: FeatureConfig = DEFAULT_FEATURES,

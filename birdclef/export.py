@@ -32,14 +32,22 @@ def outputs(members, logmel, rounding):
     float16 rounding, or `onnx_model.float16_rounding_tf` in the ONNX graph). Several networks: scores
     and bird presence are their mean probabilities; the embedding is theirs side by side divided by
     sqrt(n), so it stays L2-normalised and its cosine similarity is the mean of the members'."""
+    logmel = rounding(logmel)
+    return mean_of([network_outputs(model, rounding((logmel - mean) / std)) for model, mean, std in members])
+
+
+def network_outputs(model, mel) -> dict:
+    """One network's served outputs on normalised mels: embedding, and scores and bird as probabilities."""
     import tensorflow as tf
 
-    logmel = rounding(logmel)
-    outs = []
-    for model, mean, std in members:
-        o = model(rounding((logmel - mean) / std), training=False)
-        outs.append({"embedding": o["embedding"], "scores": tf.math.sigmoid(o["logits"]),
-                     "bird": tf.math.sigmoid(o["bird"])})
+    o = model(mel, training=False)
+    return {"embedding": o["embedding"], "scores": tf.math.sigmoid(o["logits"]), "bird": tf.math.sigmoid(o["bird"])}
+
+
+def mean_of(outs: list[dict]) -> dict:
+    """Several networks' outputs as one (see `outputs`); one network's unchanged."""
+    import tensorflow as tf
+
     if len(outs) == 1:
         return outs[0]
     n = float(len(outs))

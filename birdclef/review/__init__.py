@@ -184,7 +184,9 @@ class Store:
                 con.execute("INSERT INTO label (path, start_s, end_s, label, given_at) VALUES (?, ?, ?, ?, ?)",
                             (it["file"], it["start_s"], it["end_s"], label, given))
         except sqlite3.OperationalError as e:  # the page shows this line; the labels given before are kept
-            if "full" in str(e).lower():
+            from birdclef.embeddings import is_disk_full
+
+            if is_disk_full(e):
                 raise ReviewError(f"the disk holding {self.db} is full: this label was not kept; fix: free space "
                                   "there and give it again") from e
             raise
