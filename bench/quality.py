@@ -51,6 +51,7 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            # augmentation (off by default): all of it, the two that change no label and add no other
            # recording's audio, and all but one (the ablation rows)
            "augment-all": {"augment": "all"}, "light": {"augment": "shift,gain"},
+           "pitch": {"augment": "pitch"}, "pitch-spec": {"augment": "pitch,specaugment"},
            # an exponential moving average of the weights validated and exported (birdclef.averaging)
            "ema": {"ema": 0.99}, "ema-995": {"ema": 0.995}, "ema-light": {"ema": 0.99, "augment": "shift,gain"},
            "ema-drop": {"ema": 0.99, "dropout": 0.3},

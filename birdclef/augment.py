@@ -14,6 +14,9 @@ run's config; off by default, see DEFAULT) and runs on whole batches inside the 
   background   with probability BACKGROUND_P a chunk gets a non-bird chunk of the batch (non-bird
                clips and `nocall` soundscape windows; the class-balanced sampler keeps about
                NOCALL_SHARE of every batch non-bird) added at a random SNR of SNR_DB dB
+  pitch        every chunk is moved along the mel axis by up to PITCH_BANDS bands (about +-PITCH_BANDS x 4 %
+               of pitch over 1-10 kHz), edge bands repeated: individuals, dialects and recordists' gear
+               differ by a few percent of pitch, which the network should not read as another species
   specaugment  two time masks (up to TIME_MASK frames each) and two frequency masks (up to
                FREQ_MASK bands each), set to the band mean (0 after normalisation)
 
@@ -23,7 +26,7 @@ P = exp(x * std + mean) - 1e-6 (the log-mel's floor), mixed, and taken back the 
 """
 from __future__ import annotations
 
-AUGMENTATIONS = ("shift", "gain", "mixup", "background", "specaugment")
+AUGMENTATIONS = ("shift", "gain", "mixup", "background", "pitch", "specaugment")
 # Off by default: on birdclef-plus + nonbird (bench/quality.py, 20 epochs, 3 seeds) training without them
 # scored higher on every measure (bird top-1 0.695 against 0.487, mAP 0.736 against 0.647, non-bird clips
 # called bird 0 % against 18 %); `--augment all` or a list turns them on.
@@ -36,6 +39,7 @@ BACKGROUND_P = 0.6
 SNR_DB = (-3.0, 20.0)
 TIME_MASKS, TIME_MASK = 2, 20  # frames of 10 ms
 FREQ_MASKS, FREQ_MASK = 2, 12  # mel bands
+PITCH_BANDS = 3
 FLOOR = 1e-6  # birdclef.features: log(mel power + 1e-6)
 
 
@@ -103,6 +107,11 @@ def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int)
             scale = tf.where(use, energy / tf.gather(energy, bg) * 10.0 ** (-snr / 10.0), 0.0)
             p = p + scale[:, None, None] * tf.gather(p, bg)
         mel = (tf.math.log(p + FLOOR) - mean) / std
+    if "pitch" in names:  # on the log-mel itself, so each band keeps its own normalisation
+        k = tf.random.uniform([b, 1], -PITCH_BANDS, PITCH_BANDS + 1, tf.int32)
+        src = tf.clip_by_value(tf.range(bands)[None, :] - k, 0, bands - 1)  # [b, bands]
+        log = tf.gather(mel * std + mean, src, axis=2, batch_dims=1)
+        mel = (log - mean) / std
     if "specaugment" in names:
         def masks(n_masks, width, length, axis_len):
             pos = tf.range(axis_len)[None, :]

@@ -115,3 +115,21 @@ def test_nonbird_split_trains_most_and_holds_out_every_source_in_val_and_test():
     held = df[s != "train"]
     assert held["category"].nunique() == len(held[held.source_type == "esc50"]) + 1  # one clip per category
     assert split.split_nonbird(df, 0.3, seed=0).equals(s)  # deterministic
+
+
+def test_pitch_moves_a_call_along_the_mel_axis_by_at_most_its_limit_with_each_band_normalised():
+    import tensorflow as tf
+
+    mean = np.linspace(-10.0, -6.0, BANDS).astype(np.float32)  # bands with different statistics
+    std = np.linspace(2.0, 4.0, BANDS).astype(np.float32)
+    log = np.full((64, FRAMES, BANDS), -9.0, np.float32)
+    log[:, :, 60] = -1.0  # a tone in band 60
+    x = tf.constant((log - mean) / std)
+    y = tf.zeros([64], tf.int64)
+    out, _, _ = augment.augment_batch(x, y, tf.one_hot(y, 2), ("pitch",), mean, std, nocall=1)
+    back = out.numpy() * std + mean  # the log-mel the network sees, un-normalised
+    where = back[:, 0, :].argmax(1)
+    assert set(where - 60) <= set(range(-augment.PITCH_BANDS, augment.PITCH_BANDS + 1))
+    assert len(set(where)) > 3  # it does move
+    np.testing.assert_allclose(back.max(axis=2), -1.0, atol=1e-4)  # the tone's level kept
+    np.testing.assert_allclose(np.sort(back, axis=2)[:, :, 0], -9.0, atol=1e-4)  # and the floor's
