@@ -59,7 +59,8 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "classify": {"loss": "classify"}, "bs32": {"batch_size": 32}, "lr3": {"lr": 3e-3},
            "emb256": {"embedding_dim": 256}, "wd": {"weight_decay": 0.5},
            "classify-bs32": {"loss": "classify", "batch_size": 32},
-           "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
+           "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"},
+           "pitch-dilated": {"model": "pitch_dilated"}, "pitch-dilated-pitch": {"model": "pitch_dilated", "augment": "pitch"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
         out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})
     for name in augment.AUGMENTATIONS:

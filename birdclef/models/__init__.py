@@ -8,13 +8,14 @@ Keras that TF Transform's layer supports.
 """
 from __future__ import annotations
 
-from birdclef.models import crnn, dilated_cnn, mobilenet, resnet
+from birdclef.models import crnn, dilated_cnn, mobilenet, pitch_dilated, resnet
 
 REGISTRY = {
     "dilated_cnn": dilated_cnn,
     "resnet": resnet,
     "mobilenet": mobilenet,
     "crnn": crnn,
+    "pitch_dilated": pitch_dilated,
 }
 
 
