@@ -27,6 +27,18 @@ def test_detection_precision_recall_and_map():
     assert evaluate.mean_average_precision(perfect[:, ::-1], y) < 0.75
 
 
+def test_bird_top1_ignores_nocall_and_its_balanced_form_counts_each_species_once():
+    classes = ["a", "b", "nocall"]
+    y = np.array([0] * 8 + [1, 1, 2])  # a long recording of a, a short one of b, a non-bird chunk
+    s = np.zeros((11, 3))
+    s[:8, 0] = 0.6  # every a chunk right
+    s[:8, 2] = 0.9  # though nocall scores higher: not a choice for bird chunks
+    s[8, 1], s[9, 0] = 0.7, 0.7  # b: one right, one taken for a
+    s[10, 0] = 0.9
+    chunk, balanced = evaluate.bird_top1(s, y, classes)
+    assert chunk == pytest.approx(9 / 10) and balanced == pytest.approx((1.0 + 0.5) / 2)
+
+
 def test_windows_cover_the_recording_and_pad_only_the_last():
     sr = DEFAULT_FEATURES.sample_rate
     win = 5 * sr
