@@ -59,7 +59,8 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "ema-drop": {"ema": 0.99, "dropout": 0.3},
            # screening (issue 16, bird top-1 >= 0.75): the class head alone, smaller batches, a higher rate
            "classify": {"loss": "classify"}, "bs32": {"batch_size": 32}, "lr3": {"lr": 3e-3},
-           "emb256": {"embedding_dim": 256}, "wd": {"weight_decay": 0.5},
+           "emb256": {"embedding_dim": 256},
+           "alpha-0.5": {"balance_alpha": 0.5}, "alpha-0.3": {"balance_alpha": 0.3}, "wd": {"weight_decay": 0.5},
            "classify-bs32": {"loss": "classify", "batch_size": 32},
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"},
            "pitch-dilated": {"model": "pitch_dilated"}, "pitch-dilated-pitch": {"model": "pitch_dilated", "augment": "pitch"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
