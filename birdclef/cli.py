@@ -278,6 +278,19 @@ def _model_ready(ckpt_dir: str) -> bool:
     return True
 
 
+def workers_arg(value: str):
+    """--workers: `auto` or a whole number >= 1."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number of processes >= 1, or auto")
+    return n
+
+
 def add_model_inputs(p: argparse.ArgumentParser) -> None:
     """Arguments of commands that run a model over recordings (predict, embed)."""
     p.add_argument("inputs", nargs="+", help="audio files or folders (local or gs://, s3://)")
@@ -291,7 +304,8 @@ def cmd_predict(args) -> int:
     if not _model_ready(args.ckpt_dir):
         return EXIT_BAD_INPUT
     try:
-        summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold, presence=args.presence_threshold)
+        summary = predict.run(args.ckpt_dir, args.inputs, args.out, args.threshold, presence=args.presence_threshold,
+                              workers=args.workers)
     except predict.PredictError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
@@ -604,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presence-threshold", type=ranged(float, 0, 1, lo_open=True, hi_open=True), default=None,
                    help="bird presence (the `bird` score) a window needs before any bird is named in it; "
                         "below it the window is nocall (default 0.5; with --threshold val, the gate evaluate chose)")
+    p.add_argument("--workers", type=workers_arg, default="auto",
+                   help="processes the files are spread over, each with the model loaded once (default auto: one "
+                        "per core for an ONNX model and at least 4 files per worker, else 1)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a trained model as ONNX (served by ONNX Runtime, without TensorFlow)",

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef import audio, fileio, stages
+from birdclef import workers as workers_mod
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, PRESENCE_THRESHOLD, AudioConfig, FeatureConfig
 
 WINDOWS_PER_CALL = 12  # 60 s of audio per model call
@@ -332,10 +333,11 @@ def val_choice(model_path: str, export_dir: str) -> tuple[float, float]:
 
 def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0.5,
         acfg: AudioConfig = DEFAULT_AUDIO, cfg: FeatureConfig = DEFAULT_FEATURES, log=print,
-        presence: float | None = None) -> dict:
+        presence: float | None = None, workers: int | str = "auto") -> dict:
     """threshold: a class score in (0, 1], or "val" for the one `birdclef evaluate` chose on validation
     data; presence: the bird presence a window needs to be labelled with birds (None: the gate evaluate
-    chose on validation data with --threshold val, else PRESENCE_THRESHOLD)."""
+    chose on validation data with --threshold val, else PRESENCE_THRESHOLD); workers: processes the
+    files are spread over (`birdclef.workers`; "auto": one per core for an ONNX model and enough files)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if threshold != "val" and not 0.0 < float(threshold) <= 1.0:
         raise PredictError(f"--threshold {threshold} must be in (0, 1], or val")
@@ -360,12 +362,13 @@ def run(model_path: str, inputs: list[str], out: str, threshold: float | str = 0
     fileio.makedirs(out)
     try:
         with stages.locked(out, "birdclef predict"):
-            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, presence)
+            return _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, presence, model_path, workers)
     except stages.StageConflict as e:
         raise PredictError(str(e)) from e
 
 
-def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, presence=PRESENCE_THRESHOLD) -> dict:
+def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, presence=PRESENCE_THRESHOLD,
+             model_path: str = "", workers: int | str = 1) -> dict:
     try:
         stages.claim(fileio.join(out, "predict.json"), params, "predictions", "choose another --out")
     except stages.StageConflict as e:
@@ -373,24 +376,44 @@ def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, pres
 
     from tqdm import tqdm
 
-    results, quarantined, resumed = [], [], 0
-    for path in tqdm(files, desc="predict", unit="file", disable=None, leave=False):
-        part = fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
-        if fileio.exists(part):
-            df = pd.read_csv(io.StringIO(fileio.read_text(part)), keep_default_na=False)
-            if BIRD not in df:  # a part written by an older birdclef
-                df.insert(4, BIRD, chunk_presence({}, df[classes].to_numpy()))
-            results.append(df)
-            resumed += 1
-            continue
-        try:
-            df = predict_file(serve, classes, path, acfg, cfg)
-        except audio.AudioError as e:
-            quarantined.append({"path": path, "reason": e.reason, "message": str(e)})
-            log(f"predict: skipped {e}")
-            continue
-        fileio.write_text_atomic(part, df.to_csv(index=False, float_format="%.5f"))
-        results.append(df)
+    def part_of(path: str) -> str:
+        return fileio.join(out, "parts", hashlib.sha1(path.encode()).hexdigest()[:16] + ".csv")
+
+    def read_part(path: str) -> pd.DataFrame:
+        df = pd.read_csv(io.StringIO(fileio.read_text(part_of(path))), keep_default_na=False)
+        if BIRD not in df:  # a part written by an older birdclef
+            df.insert(4, BIRD, chunk_presence({}, df[classes].to_numpy()))
+        return df
+
+    done = {p for p in files if fileio.exists(part_of(p))}
+    pending = [p for p in files if p not in done]
+    n_workers = workers_mod.auto_workers(model_path, len(pending)) if workers == "auto" else int(workers)
+    n_workers = max(1, min(n_workers, len(pending)))
+    scored, quarantined = {}, []
+    bar = tqdm(total=len(pending), desc="predict", unit="file", disable=None, leave=False)
+    if n_workers > 1:
+        log(f"predict: {len(pending)} files over {n_workers} worker processes")
+        for path, bad in workers_mod.score_files(model_path, [(p, part_of(p)) for p in pending], n_workers, acfg, cfg):
+            if bad:
+                quarantined.append(bad)
+                log(f"predict: skipped {bad['message']}")
+            bar.update()
+    else:
+        for path in pending:
+            try:
+                df = predict_file(serve, classes, path, acfg, cfg)
+            except audio.AudioError as e:
+                quarantined.append({"path": path, "reason": e.reason, "message": str(e)})
+                log(f"predict: skipped {e}")
+                bar.update()
+                continue
+            fileio.write_text_atomic(part_of(path), df.to_csv(index=False, float_format="%.5f"))
+            scored[path] = df
+            bar.update()
+    bar.close()
+    bad_paths = {q["path"] for q in quarantined}
+    results = [scored[p] if p in scored else read_part(p) for p in files if p not in bad_paths]
+    resumed = len(done)
     if quarantined:
         fileio.write_text(fileio.join(out, "quarantine.csv"), pd.DataFrame(quarantined).to_csv(index=False))
     if not results:

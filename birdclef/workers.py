@@ -1,0 +1,80 @@
+"""Files spread over worker processes, each holding the model once (`birdclef predict --workers N`).
+
+One long file keeps both cores busy on its own: the model runs many chunks per call and ONNX Runtime
+uses every core for it. Many short files do not: each gives the model a few chunks, and decoding,
+resampling and the per-file Python work run on one core between calls. With N workers, each file
+goes whole to one worker process, which loads the model once (ONNX Runtime or TensorFlow limited to
+one thread, so N workers use N cores), scores the file, writes its part file (the same resumable
+`parts/` as a one-process run) and returns; the parent only collects.
+
+Workers are started with `spawn` (a fresh interpreter: a forked copy of a process whose ONNX Runtime
+or TensorFlow thread pools already run can hang). Each costs its start-up (about 1 s for an ONNX
+model, several seconds and a few hundred MB for a SavedModel), so `auto` uses workers only for ONNX
+models and only when there are at least WORKER_MIN_FILES files per worker to do.
+"""
+from __future__ import annotations
+
+import os
+
+WORKER_MIN_FILES = 4  # `auto`: at least this many files per worker, or fewer workers
+
+_state: dict = {}
+
+
+def auto_workers(model_path: str, pending: int, cpus: int | None = None) -> int:
+    """`--workers auto`: one per core for an ONNX model with enough files to share, else 1."""
+    cpus = cpus or os.cpu_count() or 1
+    if not str(model_path).lower().endswith(".onnx"):
+        return 1
+    return max(1, min(cpus, pending // WORKER_MIN_FILES))
+
+
+def load_one_thread(model_path: str):
+    """(serve, classes, path) like predict.load_model, computing on one thread."""
+    from birdclef import predict
+
+    path = predict.find_export(model_path)
+    if path is not None and str(path).lower().endswith(".onnx"):
+        from birdclef import classify
+        from birdclef.onnx_model import OnnxServing
+
+        if not classify.is_classifier(path):
+            serve = OnnxServing(path, threads=1)
+            return serve, serve.classes, path
+    from birdclef.features import import_tensorflow
+
+    if path is not None and not str(path).lower().endswith(".onnx"):
+        import_tensorflow(one_core=True)
+    return predict.load_model(model_path)
+
+
+def _init(model_path: str, acfg, cfg) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    serve, classes, _ = load_one_thread(model_path)
+    _state.update(serve=serve, classes=classes, acfg=acfg, cfg=cfg)
+
+
+def _score(job: tuple[str, str]) -> tuple[str, dict | None]:
+    """(path, None) once the file's part is written, or (path, its quarantine row)."""
+    from birdclef import audio, fileio, predict
+
+    path, part = job
+    try:
+        df = predict.predict_file(_state["serve"], _state["classes"], path, _state["acfg"], _state["cfg"])
+    except audio.AudioError as e:
+        return path, {"path": path, "reason": e.reason, "message": str(e)}
+    fileio.write_text_atomic(part, df.to_csv(index=False, float_format="%.5f"))
+    return path, None
+
+
+def score_files(model_path: str, jobs: list[tuple[str, str]], workers: int, acfg, cfg):
+    """Yield (path, quarantine row or None) for each (path, part file) job, in the jobs' order, each file
+    scored by one of `workers` processes that write the part files."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
+                             initargs=(model_path, acfg, cfg)) as pool:
+        yield from pool.map(_score, jobs, chunksize=1)

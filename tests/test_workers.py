@@ -1,0 +1,50 @@
+"""`predict --workers`: files spread over processes give the same outputs as one process."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from birdclef import cli, workers
+
+
+def _onnx(ckpt: str) -> str:
+    path = Path(ckpt) / "model.onnx"
+    if not path.exists():  # another test of the session may have exported it already
+        assert cli.main(["export", "--ckpt-dir", ckpt]) == 0
+    return str(path)
+
+
+def test_auto_uses_workers_only_for_onnx_models_with_files_to_share():
+    assert workers.auto_workers("m/model.onnx", 100, cpus=2) == 2
+    assert workers.auto_workers("m/model.onnx", 5, cpus=2) == 1  # fewer than 4 files per worker
+    assert workers.auto_workers("ckpt_dir", 100, cpus=2) == 1  # a SavedModel: TensorFlow per worker costs too much
+
+
+def test_files_over_two_workers_give_what_one_process_gives_and_bad_files_are_accounted(
+        tiny_model, shared_data, tmp_path, capsys):
+    _, ckpt = tiny_model
+    model = _onnx(ckpt)
+    files = sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"))[:9]
+    bad = tmp_path / "broken.ogg"
+    bad.write_bytes(b"OggS not really")
+    inputs = [str(f) for f in files] + [str(bad)]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli.main(["predict", *inputs, "--ckpt-dir", model, "--out", str(one), "--workers", "1"]) == 0
+    assert cli.main(["predict", *inputs[:4], "--ckpt-dir", model, "--out", str(two), "--workers", "2"]) == 0
+    capsys.readouterr()
+    # the rest, resumed: the first four files' parts are kept, the others spread over two processes
+    assert cli.main(["predict", *inputs, "--ckpt-dir", model, "--out", str(two), "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "6 files over 2 worker processes" in out and "(4 from an earlier run)" in out and "1 skipped" in out
+    a, b = (pd.read_csv(d / "scores.csv", keep_default_na=False) for d in (one, two))
+    pd.testing.assert_frame_equal(a, b)
+    assert (one / "submission.csv").read_text() == (two / "submission.csv").read_text()
+    q = pd.read_csv(two / "quarantine.csv")
+    assert list(q.path) == [str(bad)] and "broken.ogg" in q.message[0]
+
+
+def test_workers_flag_refuses_what_is_not_a_count(capsys):
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["predict", "x.ogg", "--ckpt-dir", "c", "--out", "o", "--workers", bad])
+        assert e.value.code == 2 and "--workers" in capsys.readouterr().err
