@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from birdclef import audio
 from birdclef.config import NOCALL
@@ -50,12 +49,7 @@ def test_synth_soundscapes_have_nocall_windows(tmp_path):
 
 def test_species_differ_in_structure_not_loudness():
     species = synth.make_species(6, 0)
-    assert len({s.kind for s in species[:5]}) == 5
-    # the sixth is the first's sister: its call shape, a few percent higher and longer (so the demo confuses them)
-    first, sister = species[0], species[5]
-    assert sister.kind == first.kind and sister.code != first.code
-    assert sister.f0 == pytest.approx(first.f0 * synth.SISTER["f0"]) and sister.call_len > first.call_len
-    assert len({s.kind for s in synth.make_species(5, 0)}) == 5  # fewer species: no sister
+    assert len({s.kind for s in species}) == 6
     peaks = {}
     for sp in species[:3]:
         peaks[sp.code] = [float(np.abs(synth.recording(sp, 1.0, 32000, np.random.default_rng([5, k]))).max())

@@ -10,11 +10,7 @@ No download and no account: `birdclef synth --out DIR` writes
 
 Species differ by call *structure* (sweep direction and range, harmonic stack,
 trill rate, call length and rhythm), never by loudness alone: each recording has
-its own gain, background noise colour and signal-to-noise ratio. With 6 or more
-species the last one is a *sister* of the first (SISTER): the same call shape a few
-percent higher, a little longer and wider, as congeneric birds sound, so a model
-trained on the data confuses them some of the time and its report has something to
-show (a confusion matrix with off-diagonal cells, a threshold trade-off). The same seed
+its own gain, background noise colour and signal-to-noise ratio. The same seed
 gives the same CSVs and the same decoded audio (OGG container serial numbers are
 random in libsndfile, so the bytes of the .ogg files differ).
 """
@@ -33,7 +29,6 @@ from birdclef.data.metadata import TRAIN_METADATA_COLUMNS
 
 CALL_KINDS = ("sweep_up", "sweep_down", "harmonic", "trill", "two_note", "warble")
 NONBIRD_CATEGORIES = ("background", "engine", "rain", "wind", "dog_bark", "footsteps")
-SISTER = {"f0": 1.07, "span": 1.12, "call_len": 1.15}  # the last species against the first, from 6 species on
 MAX_CALL_GAP_S = 0.8  # calls come at least this often, so every 2 s chunk of a recording holds a call
 
 
@@ -83,10 +78,6 @@ def make_species(n: int, seed: int) -> list[Species]:
             harmonics=int(1 + (i // len(CALL_KINDS)) % 3 + (kind == "harmonic")),
             calls_per_s=float(rng.uniform(0.8, 2.0)),
         ))
-    if n >= len(CALL_KINDS):
-        first = out[0]
-        out[-1] = dataclasses.replace(first, code=out[-1].code, f0=first.f0 * SISTER["f0"],
-                                      span=first.span * SISTER["span"], call_len=first.call_len * SISTER["call_len"])
     return out
 
 
