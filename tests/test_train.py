@@ -489,3 +489,17 @@ def test_dropout_changes_training_only_and_keeps_checkpoints_interchangeable(tmp
     x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
     np.testing.assert_allclose(plain(x, training=False)["logits"], dropped(x, training=False)["logits"], atol=1e-5)
     assert not np.allclose(plain(x, training=True)["logits"], dropped(x, training=True)["logits"], atol=1e-5)
+
+
+def test_above_floor_input_keeps_the_log_mel_and_removes_each_bands_steady_background():
+    from birdclef.models.floor_dilated import FLOOR_Q, AboveFloor
+
+    x = np.zeros((1, 200, 4), np.float32)
+    x[0, :, 0] = 3.0  # a steady background band (hum, wind)
+    x[0, 50:70, 1] = 5.0  # a short call over silence
+    x[0, :, 2] = np.linspace(-1, 1, 200)  # a slow drift
+    out = AboveFloor()(x).numpy()[0]
+    np.testing.assert_array_equal(out[:, :4], x[0])  # the log-mel itself, unchanged
+    assert np.abs(out[:, 4]).max() == 0.0  # the steady band: nothing above its floor
+    assert out[60, 5] == 5.0 and out[0, 5] == 0.0  # the call stands out by its own level
+    assert out[int(200 * FLOOR_Q), 6] == pytest.approx(0.0, abs=1e-6)  # the floor is that percentile
