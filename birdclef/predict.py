@@ -393,11 +393,15 @@ def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, pres
     bar = tqdm(total=len(pending), desc="predict", unit="file", disable=None, leave=False)
     if n_workers > 1:
         log(f"predict: {len(pending)} files over {n_workers} worker processes")
-        for path, bad in workers_mod.score_files(model_path, [(p, part_of(p)) for p in pending], n_workers, acfg, cfg):
-            if bad:
-                quarantined.append(bad)
-                log(f"predict: skipped {bad['message']}")
-            bar.update()
+        try:
+            for path, bad in workers_mod.score_files(model_path, [(p, part_of(p)) for p in pending], n_workers,
+                                                     acfg, cfg):
+                if bad:
+                    quarantined.append(bad)
+                    log(f"predict: skipped {bad['message']}")
+                bar.update()
+        except workers_mod.WorkerDied as e:
+            raise PredictError(f"predict --out {out}: {e}") from e
     else:
         for path in pending:
             try:

@@ -60,6 +60,8 @@ def _score(job: tuple[str, str]) -> tuple[str, dict | None]:
     from birdclef import audio, fileio, predict
 
     path, part = job
+    if path == os.environ.get("BIRDCLEF_TEST_WORKER_EXIT_ON"):  # tests: a worker killed mid-run
+        os._exit(1)
     try:
         df = predict.predict_file(_state["serve"], _state["classes"], path, _state["acfg"], _state["cfg"])
     except audio.AudioError as e:
@@ -73,8 +75,17 @@ def score_files(model_path: str, jobs: list[tuple[str, str]], workers: int, acfg
     scored by one of `workers` processes that write the part files."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
-                             initargs=(model_path, acfg, cfg)) as pool:
-        yield from pool.map(_score, jobs, chunksize=1)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
+                                 initargs=(model_path, acfg, cfg)) as pool:
+            yield from pool.map(_score, jobs, chunksize=1)
+    except BrokenProcessPool as e:
+        raise WorkerDied(f"a worker process stopped without finishing ({e}; killed for lack of memory?); the files "
+                         f"it finished are kept; fix: run the same command again, or with --workers 1") from e
+
+
+class WorkerDied(Exception):
+    pass

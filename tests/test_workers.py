@@ -48,3 +48,21 @@ def test_workers_flag_refuses_what_is_not_a_count(capsys):
         with pytest.raises(SystemExit) as e:
             cli.main(["predict", "x.ogg", "--ckpt-dir", "c", "--out", "o", "--workers", bad])
         assert e.value.code == 2 and "--workers" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_is_one_line_and_the_finished_files_are_kept(tiny_model, shared_data, tmp_path,
+                                                                        monkeypatch, capsys):
+    _, ckpt = tiny_model
+    model = _onnx(ckpt)
+    files = sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"))[:4]
+    doomed = tmp_path / "doomed.ogg"  # a worker exits (as if killed) when it reaches this one
+    doomed.write_bytes(files[0].read_bytes())
+    monkeypatch.setenv("BIRDCLEF_TEST_WORKER_EXIT_ON", str(doomed))
+    out = tmp_path / "p"
+    args = ["predict", *map(str, files), str(doomed), "--ckpt-dir", model, "--out", str(out), "--workers", "2"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "worker process stopped" in err and "--workers 1" in err
+    monkeypatch.delenv("BIRDCLEF_TEST_WORKER_EXIT_ON")
+    assert cli.main(args) == 0  # run again: done
+    assert len(pd.read_csv(out / "scores.csv")) >= 5
