@@ -8,14 +8,13 @@ Keras that TF Transform's layer supports.
 """
 from __future__ import annotations
 
-from birdclef.models import crnn, dilated_cnn, floor_dilated, mobilenet, pitch_dilated, resnet
+from birdclef.models import crnn, dilated_cnn, floor_dilated, mobilenet, resnet
 
 REGISTRY = {
     "dilated_cnn": dilated_cnn,
     "resnet": resnet,
     "mobilenet": mobilenet,
     "crnn": crnn,
-    "pitch_dilated": pitch_dilated,
     "floor_dilated": floor_dilated,
 }
 
