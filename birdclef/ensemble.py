@@ -47,7 +47,12 @@ def _weights_files(ckpt_dir: str) -> list[str]:
     if any(f.endswith(".index") for f in best):
         return best
     ckpt = fileio.join(ckpt_dir, "ckpt")
-    return fileio.glob(fileio.join(ckpt, "*")) if fileio.exists(ckpt) else []
+    if not fileio.exists(fileio.join(ckpt, "checkpoint")):
+        return []
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(ckpt)  # only the one restored, not every kept epoch
+    return [fileio.join(ckpt, "checkpoint"), *fileio.glob(latest + ".*")] if latest else []
 
 
 def trained_model(ckpt_dir: str, n_classes: int, cfg: FeatureConfig = DEFAULT_FEATURES):
@@ -83,8 +88,9 @@ def _normalisation(ckpt_dir: str) -> tuple[np.ndarray, np.ndarray]:
             return z["mean"], z["std"]
     import tensorflow as tf
 
-    saved = tf.saved_model.load(fileio.join(ckpt_dir, "export"))
-    return saved.mean.numpy(), saved.std.numpy()
+    # read from the export's variables: loading the whole SavedModel for two vectors costs seconds
+    reader = tf.train.load_checkpoint(fileio.join(ckpt_dir, "export", "variables", "variables"))
+    return (reader.get_tensor("mean/.ATTRIBUTES/VARIABLE_VALUE"), reader.get_tensor("std/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
 def member_dirs(ckpt_dir: str) -> list[str]:
@@ -167,6 +173,10 @@ def build(ckpt_dirs: list[str], out: str, overwrite: bool = False, cfg: FeatureC
             rel = fileio.relpath(f, src)
             with fileio.open_file(f, "rb") as fh:
                 fileio.write_bytes(fileio.join(dst, rel), fh.read())
+        if not any("/best/" in f.replace("\\", "/") for f in files):  # `checkpoint` names the one file copied
+            latest = fileio.basename(next(f for f in files if f.endswith(".index")))[:-len(".index")]
+            fileio.write_text(fileio.join(dst, "ckpt", "checkpoint"),
+                              f'model_checkpoint_path: "{latest}"\nall_model_checkpoint_paths: "{latest}"\n')
         fileio.write_json(fileio.join(dst, "run.json"), _run(src))
         mean, std = _normalisation(src)
         buf = io.BytesIO()

@@ -75,3 +75,21 @@ def test_ensemble_refuses_what_it_cannot_average(tiny_model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "classes differ" in err and "zzz" in err and "Traceback" not in err
     assert not (tmp_path / "e").exists()
+
+
+def test_a_member_without_best_weights_gives_only_its_last_checkpoint(tiny_pair, shared_data, tmp_path):
+    root, a, b, _ = tiny_pair
+    a = shutil.copytree(a, tmp_path / "seed0")  # two epochs: two checkpoints kept
+    shutil.rmtree(a / "best", ignore_errors=True)  # a run without a validation split exports its last epoch
+    ckpts = sorted(p.name for p in (a / "ckpt").glob("*.index"))
+    assert len(ckpts) >= 2  # the run's own checkpoints
+    out = tmp_path / "ens"
+    assert cli.main(["ensemble", str(a), b, "--out", str(out)]) == 0
+    copied = sorted(p.name for p in (out / "members" / "m0" / "ckpt").glob("*.index"))
+    assert copied == [max(ckpts, key=lambda n: int(n.split("-")[1].split(".")[0]))]  # the latest only
+    from birdclef import ensemble
+
+    n = len(json.loads((out / "run.json").read_text())["classes"])
+    mine = ensemble.trained_model(str(a), n).get_weights()  # what the run itself restores: its latest checkpoint
+    copy = ensemble.trained_model(str(out / "members" / "m0"), n).get_weights()
+    assert len(mine) == len(copy) and all(np.array_equal(x, y) for x, y in zip(mine, copy))
