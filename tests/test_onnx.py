@@ -89,3 +89,22 @@ def test_export_refuses_what_is_not_a_training_run(tmp_path, capsys):
     assert cli.main(["export", "--ckpt-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a finished `birdclef train` run" in err and "Traceback" not in err
+
+
+def test_the_noise_floor_model_exports_to_onnx_with_equal_scores(tmp_path_factory, shared_data):
+    """floor_dilated sorts each band over time inside the network: ONNX (TopK/Sort) must give the same scores."""
+    from birdclef import train
+    from conftest import make_work
+
+    root = tmp_path_factory.mktemp("floor")
+    work = make_work(root)
+    ckpt = str(root / "ck")
+    train.run(train.TrainConfig(data_path=work, ckpt_dir=ckpt, batch_size=8, epochs=1, steps_per_epoch=3,
+                                jit_compile=False, model="floor_dilated"), log=lambda s: None)
+    assert cli.main(["export", "--ckpt-dir", ckpt]) == 0
+    wave = audio.load(str(sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))[0]))[:32000 * 9]
+    tf_serve, _, _ = predict.load_model(ckpt)
+    ox_serve, _, _ = predict.load_model(ckpt + "/model.onnx")
+    a, b = tf_serve(waveform=wave), ox_serve(waveform=wave)
+    for k in ("scores", "bird"):
+        assert np.abs(predict.as_numpy(a[k]) - b[k]).max() <= 1e-3
