@@ -323,14 +323,26 @@ def cmd_export(args) -> int:
     if args.format == "savedmodel":
         print(f"export: the SavedModel is {predict.find_export(args.ckpt_dir)} (train writes it)")
         return EXIT_OK
-    out = args.out or fileio.join(args.ckpt_dir, "model.onnx")
+    out = args.out or fileio.join(args.ckpt_dir, f"model.{args.format}")
     if fileio.exists(out) and not args.overwrite:
         _err(f"{out} exists; fix: pass --overwrite to replace it, or --out elsewhere (nothing was written)")
         return EXIT_BAD_INPUT
-    from birdclef import onnx_model
     from birdclef.features import quiet_tensorflow_import
 
     quiet_tensorflow_import()
+    if args.format == "tflite":
+        from birdclef import tflite_model
+
+        try:
+            path = tflite_model.export(args.ckpt_dir, out)
+        except tflite_model.TfliteError as e:
+            _err(str(e))
+            return EXIT_BAD_INPUT
+        print(f"export: {path} (LiteRT/TFLite, builtin ops; input: raw 32 kHz mono audio; classes in {path}.json); "
+              "run it with ai-edge-litert on a device (birdclef predict serves ONNX or the SavedModel)")
+        return EXIT_OK
+    from birdclef import onnx_model
+
     try:
         path = onnx_model.export(args.ckpt_dir, out)
     except onnx_model.OnnxError as e:
@@ -625,10 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a trained model as ONNX (served by ONNX Runtime, without TensorFlow)",
                        description="Write CKPT_DIR/model.onnx from a finished `birdclef train` run. predict and "
-                                   "evaluate take it as --ckpt-dir CKPT_DIR/model.onnx.")
+                                   "evaluate take it as --ckpt-dir CKPT_DIR/model.onnx. --format tflite writes "
+                                   "CKPT_DIR/model.tflite (LiteRT, raw audio in) and its class list beside it, for "
+                                   "devices.")
     p.add_argument("--ckpt-dir", required=True, help="a finished `birdclef train` --ckpt-dir")
-    p.add_argument("--format", default="onnx", choices=("onnx", "savedmodel"), help="default %(default)s")
-    p.add_argument("--out", help="where the ONNX file goes (default CKPT_DIR/model.onnx)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "savedmodel", "tflite"), help="default %(default)s")
+    p.add_argument("--out", help="where the file goes (default CKPT_DIR/model.onnx or model.tflite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
     p.set_defaults(func=cmd_export)
 

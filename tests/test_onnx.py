@@ -108,3 +108,22 @@ def test_the_noise_floor_model_exports_to_onnx_with_equal_scores(tmp_path_factor
     a, b = tf_serve(waveform=wave), ox_serve(waveform=wave)
     for k in ("scores", "bird"):
         assert np.abs(predict.as_numpy(a[k]) - b[k]).max() <= 1e-3
+
+
+def test_tflite_export_takes_raw_audio_and_answers_as_the_savedmodel(tiny_model, shared_data, tmp_path, capsys):
+    import tensorflow as tf
+
+    _, ckpt = tiny_model
+    out = tmp_path / "m.tflite"
+    assert cli.main(["export", "--ckpt-dir", ckpt, "--format", "tflite", "--out", str(out)]) == 0
+    assert cli.main(["export", "--ckpt-dir", ckpt, "--format", "tflite", "--out", str(out)]) == 2  # kept
+    assert "--overwrite" in capsys.readouterr().err
+    side = json.loads((tmp_path / "m.tflite.json").read_text())
+    serve, classes, _ = predict.load_model(ckpt)
+    assert side["classes"] == classes
+    run = tf.lite.Interpreter(model_path=str(out)).get_signature_runner("serving_default")
+    for path in sorted((shared_data / "birdclef-mini" / "train_soundscapes").glob("*.ogg"))[:3]:
+        wave = audio.load(str(path))
+        a, b = serve(waveform=wave), run(waveform=wave)
+        for k in ("scores", "bird", "chunk_start_s"):
+            assert np.abs(predict.as_numpy(a[k]) - b[k]).max() <= 1e-3, (path, k)
