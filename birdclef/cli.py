@@ -330,26 +330,22 @@ def cmd_export(args) -> int:
     from birdclef.features import quiet_tensorflow_import
 
     quiet_tensorflow_import()
-    if args.format == "tflite":
-        from birdclef import tflite_model
+    from birdclef import onnx_model, tflite_model
 
-        try:
-            path = tflite_model.export(args.ckpt_dir, out)
-        except tflite_model.TfliteError as e:
-            _err(str(e))
-            return EXIT_BAD_INPUT
-        print(f"export: {path} (LiteRT/TFLite, builtin ops; input: raw 32 kHz mono audio; classes in {path}.json); "
-              "run it with ai-edge-litert on a device (birdclef predict serves ONNX or the SavedModel)")
-        return EXIT_OK
-    from birdclef import onnx_model
-
+    module, done = {
+        "onnx": (onnx_model, lambda p: f"ONNX opset {onnx_model.OPSET}; input: the STFT power of 2 s chunks, made "
+                                       f"by birdclef.onnx_model.chunk_power); use it with `birdclef predict FILES "
+                                       f"--ckpt-dir {p} --out D`"),
+        "tflite": (tflite_model, lambda p: f"LiteRT/TFLite, builtin ops; input: raw 32 kHz mono audio; classes in "
+                                           f"{p}.json); run it with ai-edge-litert on a device (birdclef predict "
+                                           "serves ONNX or the SavedModel)"),
+    }[args.format]
     try:
-        path = onnx_model.export(args.ckpt_dir, out)
-    except onnx_model.OnnxError as e:
+        path = module.export(args.ckpt_dir, out)
+    except (onnx_model.OnnxError, tflite_model.TfliteError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
-    print(f"export: {path} (ONNX opset {onnx_model.OPSET}; input: the STFT power of 2 s chunks, made by birdclef.onnx_model.chunk_power); use it with "
-          f"`birdclef predict FILES --ckpt-dir {path} --out D`")
+    print(f"export: {path} ({done(path)}")
     return EXIT_OK
 
 
