@@ -389,6 +389,8 @@ def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, pres
     pending = [p for p in files if p not in done]
     n_workers = workers_mod.auto_workers(model_path, len(pending)) if workers == "auto" else int(workers)
     n_workers = max(1, min(n_workers, len(pending)))
+    if any(str(p).startswith("memory://") for p in [out, *pending]):
+        n_workers = 1  # an in-process file system: other processes cannot see it
     scored, quarantined = {}, []
     bar = tqdm(total=len(pending), desc="predict", unit="file", disable=None, leave=False)
     if n_workers > 1:
