@@ -54,7 +54,7 @@ class TrainConfig:
     epochs: int = 10
     cache_dir: str | None = None
     data_percent: float = 100.0
-    model: str = "dilated_cnn"
+    model: str = "floor_dilated"     # bench/quality.py, 6 seeds: the best bird top-1 and presence (docs/results.md)
     loss: str = "batch_hard+classify"
     embedding_dim: int = 128
     lr: float = 1e-3

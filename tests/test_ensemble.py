@@ -54,7 +54,9 @@ def test_evaluate_and_compare_take_an_ensemble(tiny_pair, tmp_path, capsys):
     out = str(shutil.copytree(ens, tmp_path / "ens"))  # evaluate writes into it
     assert cli.main(["evaluate", out, "--work-dir", str(root / "w")]) == 0
     table = capsys.readouterr().out
-    assert "ensemble of 2 (dilated_cnn)" in table
+    from birdclef.train import TrainConfig
+
+    assert f"ensemble of 2 ({TrainConfig('d', 'c').model})" in table  # both members: train's default architecture
     ev = json.loads((tmp_path / "ens" / "evaluation.json").read_text())
     assert ev["classes"] == json.loads((tmp_path / "ens" / "run.json").read_text())["classes"]
     assert 0.0 <= ev["mAP"] <= 1.0
