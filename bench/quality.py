@@ -63,7 +63,8 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "alpha-0.5": {"balance_alpha": 0.5}, "alpha-0.3": {"balance_alpha": 0.3}, "wd": {"weight_decay": 0.5},
            "classify-bs32": {"loss": "classify", "batch_size": 32},
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"},
-           "floor-dilated": {"model": "floor_dilated"}, "classify-resnet": {"loss": "classify", "model": "resnet"}}
+           "floor-dilated": {"model": "floor_dilated"}, "dilated": {"model": "dilated_cnn"},  # the default before it
+           "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
         out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})
     for name in augment.AUGMENTATIONS:
