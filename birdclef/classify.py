@@ -171,13 +171,13 @@ class LinearServing:
         return out
 
 
-def load(model_path: str):
-    """(serving function, classes, path) of a classifier directory."""
+def load(model_path: str, threads: int | None = None):
+    """(serving function, classes, path) of a classifier directory (threads: see predict.load_model)."""
     from birdclef import predict
 
     spec = json.loads(fileio.read_text(fileio.join(model_path, SPEC)))
     if predict.find_export(spec["base"]) is None:
         raise predict.PredictError(f"{model_path}: its base model {spec['base']} is gone; fix: restore it, or "
                                    "embed and classify again with the model you have")
-    base, _, _ = predict.load_model(spec["base"])
+    base, _, _ = predict.load_model(spec["base"], threads)
     return LinearServing(base, np.asarray(spec["weights"]), np.asarray(spec["bias"])), list(spec["classes"]), model_path

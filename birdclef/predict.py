@@ -70,9 +70,10 @@ def find_export(model_path: str) -> str | None:
     return None
 
 
-def load_model(model_path: str):
+def load_model(model_path: str, threads: int | None = None):
     """(serving function, class names, path) of an export dir, of a ckpt dir holding export/, or of an
-    ONNX file (`birdclef export --format onnx`; served by ONNX Runtime, TensorFlow never imported)."""
+    ONNX file (`birdclef export --format onnx`; served by ONNX Runtime, TensorFlow never imported).
+    threads: 1 for a process whose parallelism comes from its siblings (`birdclef.workers`); None: all cores."""
     path = find_export(model_path)
     if path is None:
         raise PredictError(f"{model_path}: no exported model (saved_model.pb) here or in export/, nor an ONNX "
@@ -80,15 +81,15 @@ def load_model(model_path: str):
     from birdclef import classify
 
     if classify.is_classifier(path):
-        return classify.load(path)
+        return classify.load(path, threads)
     if str(path).lower().endswith(".onnx"):
         from birdclef.onnx_model import OnnxServing
 
-        serve = OnnxServing(path)
+        serve = OnnxServing(path, threads)
         return serve, serve.classes, path
     from birdclef.features import import_tensorflow
 
-    tf = import_tensorflow()  # usually the process's first TF import: skip Keras' sklearn wrappers
+    tf = import_tensorflow(one_core=threads == 1)  # usually the process's first TF import: skip Keras' sklearn wrappers
     m = tf.saved_model.load(path)
     classes = [c.decode() for c in m.signatures["labels"]()["classes"].numpy()]
     return m.signatures["serving_default"], classes, path
@@ -219,6 +220,18 @@ def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAU
     df = pd.DataFrame({"file": path, "row_id": [f"{prefix}_{int(e)}" for e in end],
                        "start_s": end - cfg.window_s, "end_s": end, BIRD: np.concatenate([p[1] for p in parts])})
     return pd.concat([df, pd.DataFrame(scores, columns=classes)], axis=1)
+
+
+def score_file(serve, classes: list[str], path: str, part: str, acfg: AudioConfig = DEFAULT_AUDIO,
+               cfg: FeatureConfig = DEFAULT_FEATURES) -> tuple[pd.DataFrame | None, dict | None]:
+    """`predict_file`, its rows kept in the part file `part` (written whole): (rows, None), or (None, the
+    file's quarantine row) when it cannot be used. One process's loop and every worker process use it."""
+    try:
+        df = predict_file(serve, classes, path, acfg, cfg)
+    except audio.AudioError as e:
+        return None, {"path": path, "reason": e.reason, "message": str(e)}
+    fileio.write_text_atomic(part, df.to_csv(index=False, float_format="%.5f"))
+    return df, None
 
 
 def _bird_hits(scores: pd.DataFrame, classes: list[str], threshold: float,
@@ -406,15 +419,12 @@ def _predict(serve, classes, files, out, params, threshold, acfg, cfg, log, pres
             raise PredictError(f"predict --out {out}: {e}") from e
     else:
         for path in pending:
-            try:
-                df = predict_file(serve, classes, path, acfg, cfg)
-            except audio.AudioError as e:
-                quarantined.append({"path": path, "reason": e.reason, "message": str(e)})
-                log(f"predict: skipped {e}")
-                bar.update()
-                continue
-            fileio.write_text_atomic(part_of(path), df.to_csv(index=False, float_format="%.5f"))
-            scored[path] = df
+            df, bad = score_file(serve, classes, path, part_of(path), acfg, cfg)
+            if bad:
+                quarantined.append(bad)
+                log(f"predict: skipped {bad['message']}")
+            else:
+                scored[path] = df
             bar.update()
     bar.close()
     bad_paths = {q["path"] for q in quarantined}

@@ -29,45 +29,24 @@ def auto_workers(model_path: str, pending: int, cpus: int | None = None) -> int:
     return max(1, min(cpus, pending // WORKER_MIN_FILES))
 
 
-def load_one_thread(model_path: str):
-    """(serve, classes, path) like predict.load_model, computing on one thread."""
-    from birdclef import predict
-
-    path = predict.find_export(model_path)
-    if path is not None and str(path).lower().endswith(".onnx"):
-        from birdclef import classify
-        from birdclef.onnx_model import OnnxServing
-
-        if not classify.is_classifier(path):
-            serve = OnnxServing(path, threads=1)
-            return serve, serve.classes, path
-    from birdclef.features import import_tensorflow
-
-    if path is not None and not str(path).lower().endswith(".onnx"):
-        import_tensorflow(one_core=True)
-    return predict.load_model(model_path)
-
-
 def _init(model_path: str, acfg, cfg) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    serve, classes, _ = load_one_thread(model_path)
+    from birdclef import predict
+
+    serve, classes, _ = predict.load_model(model_path, threads=1)
     _state.update(serve=serve, classes=classes, acfg=acfg, cfg=cfg)
 
 
 def _score(job: tuple[str, str]) -> tuple[str, dict | None]:
     """(path, None) once the file's part is written, or (path, its quarantine row)."""
-    from birdclef import audio, fileio, predict
+    from birdclef import predict
 
     path, part = job
     if path == os.environ.get("BIRDCLEF_TEST_WORKER_EXIT_ON"):  # tests: a worker killed mid-run
         os._exit(1)
-    try:
-        df = predict.predict_file(_state["serve"], _state["classes"], path, _state["acfg"], _state["cfg"])
-    except audio.AudioError as e:
-        return path, {"path": path, "reason": e.reason, "message": str(e)}
-    fileio.write_text_atomic(part, df.to_csv(index=False, float_format="%.5f"))
-    return path, None
+    _, bad = predict.score_file(_state["serve"], _state["classes"], path, part, _state["acfg"], _state["cfg"])
+    return path, bad
 
 
 def score_files(model_path: str, jobs: list[tuple[str, str]], workers: int, acfg, cfg):
