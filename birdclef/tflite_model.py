@@ -36,9 +36,8 @@ def export(ckpt_dir: str, out: str) -> str:
     except Exception as e:  # noqa: BLE001 - the converter raises many kinds; one line says which model
         raise TfliteError(f"{ckpt_dir}: TFLite conversion failed ({str(e).splitlines()[0][:200]}); fix: use "
                           "`--format onnx`") from e
-    _, classes, _ = predict.load_model(ckpt_dir)
-    info = json.loads(fileio.read_text(fileio.join(str(saved), "birdclef.json")))
+    info = json.loads(fileio.read_text(fileio.join(str(saved), "birdclef.json")))  # the export's classes
     fileio.write_bytes(out, flat)
-    fileio.write_text(out + ".json", json.dumps({"classes": classes, "features": info.get("features"),
+    fileio.write_text(out + ".json", json.dumps({"classes": info["classes"], "features": info.get("features"),
                                                  "input": "waveform: float32 [samples], 32 kHz mono"}, indent=1))
     return out
