@@ -40,19 +40,20 @@ def is_finished(ckpt_dir: str) -> bool:
         fileio.exists(fileio.join(ckpt_dir, "export", "saved_model.pb"))
 
 
-def _weights_files(ckpt_dir: str) -> list[str]:
-    """The files holding the weights a run exported: best/weights.* (chosen on validation data), else the
-    latest checkpoint (no validation split)."""
+def _weights_files(ckpt_dir: str) -> tuple[list[str], str | None]:
+    """The files holding the weights a run exported, and the checkpoint name they belong to: best/weights.*
+    (chosen on validation data; name None), else only the latest checkpoint's files (no validation split;
+    not every kept epoch)."""
     best = fileio.glob(fileio.join(ckpt_dir, "best", "weights*"))
     if any(f.endswith(".index") for f in best):
-        return best
+        return best, None
     ckpt = fileio.join(ckpt_dir, "ckpt")
     if not fileio.exists(fileio.join(ckpt, "checkpoint")):
-        return []
+        return [], None
     import tensorflow as tf
 
-    latest = tf.train.latest_checkpoint(ckpt)  # only the one restored, not every kept epoch
-    return [fileio.join(ckpt, "checkpoint"), *fileio.glob(latest + ".*")] if latest else []
+    latest = tf.train.latest_checkpoint(ckpt)
+    return (fileio.glob(latest + ".*"), fileio.basename(latest)) if latest else ([], None)
 
 
 def trained_model(ckpt_dir: str, n_classes: int, cfg: FeatureConfig = DEFAULT_FEATURES):
@@ -166,15 +167,14 @@ def build(ckpt_dirs: list[str], out: str, overwrite: bool = False, cfg: FeatureC
     nets = []
     for name, (src, info) in zip(record[KIND]["members"], flat):
         dst = fileio.join(tmp, "members", name)
-        files = _weights_files(src)
+        files, latest = _weights_files(src)
         if not files:
             raise EnsembleError(f"{src}: no trained weights (best/ or ckpt/); fix: finish `birdclef train` there")
         for f in files:
             rel = fileio.relpath(f, src)
             with fileio.open_file(f, "rb") as fh:
                 fileio.write_bytes(fileio.join(dst, rel), fh.read())
-        if not any("/best/" in f.replace("\\", "/") for f in files):  # `checkpoint` names the one file copied
-            latest = fileio.basename(next(f for f in files if f.endswith(".index")))[:-len(".index")]
+        if latest:  # the copy's `checkpoint` names the one checkpoint copied
             fileio.write_text(fileio.join(dst, "ckpt", "checkpoint"),
                               f'model_checkpoint_path: "{latest}"\nall_model_checkpoint_paths: "{latest}"\n')
         fileio.write_json(fileio.join(dst, "run.json"), _run(src))
