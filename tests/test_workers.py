@@ -1,16 +1,16 @@
 """`predict --workers`: files spread over processes give the same outputs as one process."""
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from birdclef import cli, workers
 
 
-def _onnx(ckpt: str) -> str:
-    path = Path(ckpt) / "model.onnx"
-    if not path.exists():  # another test of the session may have exported it already
-        assert cli.main(["export", "--ckpt-dir", ckpt]) == 0
+@pytest.fixture(scope="module")
+def onnx_model(tiny_model, tmp_path_factory) -> str:
+    """The tiny model as ONNX, written outside its run folder (test_onnx exports into that one itself)."""
+    _, ckpt = tiny_model
+    path = tmp_path_factory.mktemp("workers") / "model.onnx"
+    assert cli.main(["export", "--ckpt-dir", ckpt, "--out", str(path)]) == 0
     return str(path)
 
 
@@ -21,9 +21,8 @@ def test_auto_uses_workers_only_for_onnx_models_with_files_to_share():
 
 
 def test_files_over_two_workers_give_what_one_process_gives_and_bad_files_are_accounted(
-        tiny_model, shared_data, tmp_path, capsys):
-    _, ckpt = tiny_model
-    model = _onnx(ckpt)
+        onnx_model, shared_data, tmp_path, capsys):
+    model = onnx_model
     files = sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"))[:9]
     bad = tmp_path / "broken.ogg"
     bad.write_bytes(b"OggS not really")
@@ -50,10 +49,9 @@ def test_workers_flag_refuses_what_is_not_a_count(capsys):
         assert e.value.code == 2 and "--workers" in capsys.readouterr().err
 
 
-def test_a_worker_that_dies_is_one_line_and_the_finished_files_are_kept(tiny_model, shared_data, tmp_path,
+def test_a_worker_that_dies_is_one_line_and_the_finished_files_are_kept(onnx_model, shared_data, tmp_path,
                                                                         monkeypatch, capsys):
-    _, ckpt = tiny_model
-    model = _onnx(ckpt)
+    model = onnx_model
     files = sorted((shared_data / "birdclef-mini" / "train_short_audio").rglob("*.ogg"))[:4]
     doomed = tmp_path / "doomed.ogg"  # a worker exits (as if killed) when it reaches this one
     doomed.write_bytes(files[0].read_bytes())
