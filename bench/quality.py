@@ -64,6 +64,7 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "classify-bs32": {"loss": "classify", "batch_size": 32},
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"},
            "floor-dilated": {"model": "floor_dilated"}, "dilated": {"model": "dilated_cnn"},  # the default before it
+           "floor-attention": {"model": "floor_attention"},
            "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
         out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})

@@ -8,7 +8,7 @@ Keras that TF Transform's layer supports.
 """
 from __future__ import annotations
 
-from birdclef.models import crnn, dilated_cnn, floor_dilated, mobilenet, resnet
+from birdclef.models import crnn, dilated_cnn, floor_attention, floor_dilated, mobilenet, resnet
 
 REGISTRY = {
     "dilated_cnn": dilated_cnn,
@@ -16,6 +16,7 @@ REGISTRY = {
     "mobilenet": mobilenet,
     "crnn": crnn,
     "floor_dilated": floor_dilated,
+    "floor_attention": floor_attention,
 }
 
 
