@@ -14,6 +14,8 @@ and prints, per recipe, the mean and spread (min-max) over seeds of:
   presence AUC/F1 bird presence of test chunks: bird recordings against non-bird clips
   non-bird->bird  share of the test split's non-bird clips given a bird label by `predict` at the
                   class threshold and bird-presence gate `evaluate` chose on validation data
+  bird windows    the same `predict` on the test split's bird recordings: share of their 5 s windows
+                  given any bird (heard) and given their own species (named): the gate's cost in recall
   window AUC      bird presence per 5 s window: the labelled soundscape windows (all hold birds) against
                   the windows of the test split's non-bird clips
   1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
@@ -120,6 +122,25 @@ def window_auc(ckpt: str, work: str) -> float:
     return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
 
 
+def bird_windows(ckpt: str, work: str, threshold: float, gate: float) -> tuple[float, float]:
+    """`predict` on the test split's bird recordings at the validation choice: (share of their 5 s windows
+    given any bird, share given their own species): what the presence gate costs in recall."""
+    import io
+
+    import pandas as pd
+
+    from birdclef import fileio, predict
+
+    serve, classes, _ = predict.load_model(ckpt)
+    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
+    heard, named, n = 0, 0, 0
+    for r in rec[(rec.split == "test") & (rec.label != "nocall")].itertuples(index=False):
+        for labels in predict.label_windows(predict.predict_file(serve, classes, r.path), classes, threshold, gate):
+            said = set(labels.split()) - {"nocall"}
+            heard, named, n = heard + bool(said), named + (r.label in said), n + 1
+    return heard / max(n, 1), named / max(n, 1)
+
+
 def measure(work: str, ckpt: str) -> dict:
     """`birdclef evaluate` of a model folder, and the figures above."""
     from birdclef import evaluate
@@ -128,7 +149,8 @@ def measure(work: str, ckpt: str) -> dict:
     th = ev["val_threshold"].get("threshold", 0.5)
     gate = ev["val_threshold"].get("presence_threshold", 0.5)
     fp = ev["nonbird_test"]["called_bird"][str(th)]
-    return {"bird_top1": ev["bird_top1"], "top1_balanced": ev.get("bird_top1_balanced"), "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
+    heard, named = bird_windows(ckpt, work, th, gate)
+    return {"bird_windows_heard": heard, "bird_windows_named": named, "bird_top1": ev["bird_top1"], "top1_balanced": ev.get("bird_top1_balanced"), "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
             "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
             "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
             "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate}
@@ -170,8 +192,8 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
     return res
 
 
-METRICS = ("bird_top1", "top1_balanced", "mAP", "presence_auc", "presence_f1", "nonbird_called_bird", "window_auc", "f1_1001_PA",
-           "minutes")
+METRICS = ("bird_top1", "top1_balanced", "mAP", "presence_auc", "presence_f1", "nonbird_called_bird",
+           "bird_windows_heard", "bird_windows_named", "window_auc", "f1_1001_PA", "minutes")
 
 
 def main() -> None:
