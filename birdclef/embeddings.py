@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef import audio, fileio
+from birdclef.prefetch import prefetch
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, AudioConfig, FeatureConfig
 
 SCHEMA = """
@@ -127,7 +128,7 @@ def embed(model_path: str, inputs: list[str], db: str, acfg: AudioConfig = DEFAU
 
         win = int(round(cfg.window_s * cfg.sample_rate))
         try:
-            for first, wave in predict.windows_of(counted(audio.stream(f, acfg, allow_silent=True)), cfg):
+            for first, wave in predict.windows_of(counted(prefetch(audio.stream(f, acfg, allow_silent=True))), cfg):
                 n_real = min(len(wave), read[0] - first * win)
                 wins, chunks, starts = window_embeddings(serve(waveform=wave), len(wave), n_real, cfg)
                 offset = first * cfg.window_s

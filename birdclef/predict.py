@@ -39,6 +39,7 @@ import pandas as pd
 
 from birdclef import audio, fileio, stages
 from birdclef import workers as workers_mod
+from birdclef.prefetch import prefetch
 from birdclef.config import DEFAULT_AUDIO, DEFAULT_FEATURES, NOCALL, PRESENCE_THRESHOLD, AudioConfig, FeatureConfig
 
 WINDOWS_PER_CALL = 12  # 60 s of audio per model call
@@ -213,7 +214,7 @@ def predict_file(serve, classes: list[str], path: str, acfg: AudioConfig = DEFAU
 
     win = int(round(cfg.window_s * cfg.sample_rate))
     parts = [window_scores(serve, wave, cfg, n_real=min(len(wave), seen[0] - first * win))
-             for first, wave in windows_of(counted(audio.stream(path, acfg, allow_silent=True)), cfg)]
+             for first, wave in windows_of(counted(prefetch(audio.stream(path, acfg, allow_silent=True))), cfg)]
     scores = np.concatenate([p[0] for p in parts])
     end = (np.arange(len(scores)) + 1) * cfg.window_s
     prefix = row_prefix(path)
