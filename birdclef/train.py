@@ -51,7 +51,7 @@ class TrainConfig:
     data_path: str
     ckpt_dir: str
     batch_size: int = 64
-    epochs: int = 10
+    epochs: int = 20
     cache_dir: str | None = None
     data_percent: float = 100.0
     model: str = "floor_dilated"     # bench/quality.py, 6 seeds: the best bird top-1 and presence (docs/results.md)
