@@ -67,6 +67,7 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"},
            "floor-dilated": {"model": "floor_dilated"}, "dilated": {"model": "dilated_cnn"},  # the default before it
            "floor-attention": {"model": "floor_attention"},
+           "smooth-0.1": {"label_smoothing": 0.1}, "lr-5e-4": {"lr": 5e-4},
            "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
         out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})

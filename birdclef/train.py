@@ -76,6 +76,7 @@ class TrainConfig:
     weight_decay: float = 0.0         # decoupled weight decay (AdamW) of kernels; 0: plain Adam
     teacher: str = ""                 # a model folder (run or ensemble) whose probabilities the class head also learns
     distill: float = 0.5              # share of the teacher's probabilities in the class and presence targets
+    label_smoothing: float = 0.0      # class targets 0/1 become eps/2 and 1 - eps/2 (presence keeps 0/1); 0: off
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
@@ -84,7 +85,7 @@ class TrainConfig:
                                                "balance_alpha", "max_reads")}
         # settings added later are recorded only when on: a run recorded before them (without weight
         # averaging, dropout or weight decay) resumes with them off, and is refused with them on
-        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay")
+        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay", "label_smoothing")
                       if getattr(self, k)})
         if self.teacher:
             ident.update(teacher=self.teacher, distill=self.distill)
@@ -413,13 +414,17 @@ def batch_hard_loss(emb, labels, margin: float):
     return tf.reduce_sum(per) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
 
-def class_losses(out, y, multi, nocall: int, weight=None, bird_target=None):
+def class_losses(out, y, multi, nocall: int, weight=None, bird_target=None, smoothing: float = 0.0):
     """The class head's loss: sigmoid cross-entropy per class (multi-label: secondary and mixed-in birds
     count as present) plus sigmoid cross-entropy of the bird-presence logit (1 for every chunk whose
     primary label is a bird class, 0 for non-bird audio and `nocall` windows). weight: per example
     [b] (the sampling plan's class weights), a weighted mean; None: a plain mean. bird_target: soft
-    presence targets [b] (distillation) instead of the labels' 0/1."""
+    presence targets [b] (distillation) instead of the labels' 0/1. smoothing: class targets pulled
+    towards 1/2 by this much (label smoothing), so no class is pushed to certainty on a few recordings."""
     import tensorflow as tf
+
+    if smoothing:
+        multi = tf.cast(multi, tf.float32) * (1.0 - smoothing) + smoothing / 2.0
 
     known = tf.cast(y >= 0, tf.float32)
     w = tf.ones_like(known) if weight is None else tf.cast(weight, tf.float32)
@@ -466,7 +471,8 @@ def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, aver
                 if classify:
                     yy = tf.concat([ya, yn], 0)
                     picked = {k: tf.concat([out[k][:b], out[k][2 * b:]], 0) for k in ("logits", "bird")}
-                    loss += class_losses(picked, yy, tf.one_hot(yy, n_classes), nocall)
+                    loss += class_losses(picked, yy, tf.one_hot(yy, n_classes), nocall,
+                                        smoothing=cfg.label_smoothing)
             else:
                 y, multi = targets(y)
                 out = model(x, training=True)
@@ -482,7 +488,7 @@ def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, aver
                         multi = (1.0 - d) * tf.cast(multi, tf.float32) + d * t_scores
                         hard = tf.cast(tf.logical_and(y >= 0, y != nocall), tf.float32)
                         bird_target = (1.0 - d) * hard + d * t_bird
-                    loss += class_losses(out, y, multi, nocall, w, bird_target)
+                    loss += class_losses(out, y, multi, nocall, w, bird_target, cfg.label_smoothing)
             loss += tf.add_n(model.losses) if model.losses else 0.0
             scaled = optimizer.get_scaled_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, model.trainable_variables)

@@ -376,6 +376,29 @@ def test_class_losses_weigh_examples_by_their_class():
     assert float(train.class_losses(out, y, multi, nocall=2, weight=tf.constant([1.0, 1.0]))) == pytest.approx(plain)
 
 
+def test_label_smoothing_moves_the_class_optimum_off_certainty_and_leaves_presence_alone():
+    import tensorflow as tf
+
+    eps = 0.2
+    at = float(np.log((1 - eps / 2) / (eps / 2)))  # the logit whose sigmoid is 1 - eps/2
+    y = tf.constant([0])
+    multi = tf.one_hot(y, 3)
+
+    def grads(class_logit, bird_logit, smoothing):
+        out = {"logits": tf.Variable([[class_logit, -class_logit, -class_logit]]), "bird": tf.Variable([bird_logit])}
+        with tf.GradientTape() as tape:
+            loss = train.class_losses(out, y, multi, nocall=2, smoothing=smoothing)
+        return [g.numpy() for g in tape.gradient(loss, [out["logits"], out["bird"]])]
+
+    g_class, _ = grads(at, 0.0, eps)
+    np.testing.assert_allclose(g_class, 0.0, atol=1e-6)  # smoothed: the optimum sits at 1 - eps/2, not at 1
+    g_plain, _ = grads(at, 0.0, 0.0)
+    assert g_plain[0, 0] < -0.05  # without it the loss still pushes the true class up
+    _, g_bird = grads(at, at, eps)
+    _, g_bird_plain = grads(at, at, 0.0)
+    np.testing.assert_allclose(g_bird, g_bird_plain)  # bird presence keeps its 0/1 target
+
+
 @pytest.mark.parametrize("flags, says", [({"balance_alpha": 1.5}, "--balance-alpha"),
                                           ({"max_reads": 0.5}, "--max-reads")])
 def test_out_of_range_sampling_flags_are_refused(tmp_path, flags, says):
