@@ -9,6 +9,11 @@ scores. For n in --shots and each seed, n chunks per species are drawn from the 
 classifier of `birdclef classify` (one-vs-rest logistic regression, `birdclef.classify.fit`) is fitted
 on their embeddings, and its top-1 over the species is measured on every test-split bird chunk, beside
 the trained model's own top-1 (its class head, birds only) on the same chunks. Mean and range over seeds.
+
+Search by example (`birdclef search` ranks by cosine similarity): for each seed and each species with test
+chunks, one train chunk of it is the query and every test bird chunk is ranked; precision@10 (the share of
+the 10 nearest that are the query's species) and average precision over the ranking, against what a random
+ranking gives (the species' share of the test chunks). Mean over species, then range over seeds.
 """
 from __future__ import annotations
 
@@ -78,6 +83,34 @@ def main() -> None:
         a = np.asarray(accs)
         print(f"| few-shot logistic regression | {n} | {a.mean():.3f} ({a.min():.3f}-{a.max():.3f}, "
               f"{len(a)} draws) |")
+    search_by_example(emb, label, test, args.seeds)
+
+
+def search_by_example(emb: np.ndarray, label: np.ndarray, test: np.ndarray, seeds: list[int], k: int = 10) -> None:
+    from sklearn.metrics import average_precision_score
+
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    species = sorted(set(label[test]) & set(label[~test]))
+    p_at, ap, chance = [], [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        ps, aps = [], []
+        for b in species:
+            q = unit[rng.choice(np.flatnonzero((~test) & (label == b)))]
+            sim = unit[test] @ q
+            hit = label[test] == b
+            ps.append(hit[np.argsort(-sim)[:k]].mean())
+            aps.append(average_precision_score(hit, sim))
+        p_at.append(np.mean(ps))
+        ap.append(np.mean(aps))
+    chance = np.mean([(label[test] == b).mean() for b in species])
+    p_at, ap = np.asarray(p_at), np.asarray(ap)
+    print(f"\nsearch by example: one train chunk per species as the query, {test.sum()} test bird chunks ranked, "
+          f"{len(species)} species, {len(seeds)} draws")
+    print(f"| precision@{k} | average precision | random ranking |")
+    print("|---|---|---|")
+    print(f"| {p_at.mean():.3f} ({p_at.min():.3f}-{p_at.max():.3f}) | {ap.mean():.3f} ({ap.min():.3f}-{ap.max():.3f}) "
+          f"| {chance:.3f} |")
 
 
 if __name__ == "__main__":
