@@ -12,8 +12,10 @@ the trained model's own top-1 (its class head, birds only) on the same chunks. M
 
 Search by example (`birdclef search` ranks by cosine similarity): for each seed and each species with test
 chunks, one train chunk of it is the query and every test bird chunk is ranked; precision@10 (the share of
-the 10 nearest that are the query's species) and average precision over the ranking, against what a random
-ranking gives (the species' share of the test chunks). Mean over species, then range over seeds.
+the 10 nearest that are the query's species: capped below 1 for species with fewer than 10 test chunks),
+R-precision (the share right among the first R, R the species' test chunks) and average precision over the
+ranking, against what a random ranking gives (the species' share of the test chunks). Mean over species,
+then range over seeds.
 """
 from __future__ import annotations
 
@@ -91,26 +93,29 @@ def search_by_example(emb: np.ndarray, label: np.ndarray, test: np.ndarray, seed
 
     unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     species = sorted(set(label[test]) & set(label[~test]))
-    p_at, ap, chance = [], [], []
+    p_at, r_prec, ap = [], [], []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        ps, aps = [], []
+        ps, rs, aps = [], [], []
         for b in species:
             q = unit[rng.choice(np.flatnonzero((~test) & (label == b)))]
             sim = unit[test] @ q
             hit = label[test] == b
-            ps.append(hit[np.argsort(-sim)[:k]].mean())
+            order = np.argsort(-sim)
+            ps.append(hit[order[:k]].mean())
+            rs.append(hit[order[:hit.sum()]].mean())
             aps.append(average_precision_score(hit, sim))
         p_at.append(np.mean(ps))
+        r_prec.append(np.mean(rs))
         ap.append(np.mean(aps))
     chance = np.mean([(label[test] == b).mean() for b in species])
-    p_at, ap = np.asarray(p_at), np.asarray(ap)
+    p_at, r_prec, ap = np.asarray(p_at), np.asarray(r_prec), np.asarray(ap)
     print(f"\nsearch by example: one train chunk per species as the query, {test.sum()} test bird chunks ranked, "
           f"{len(species)} species, {len(seeds)} draws")
-    print(f"| precision@{k} | average precision | random ranking |")
-    print("|---|---|---|")
-    print(f"| {p_at.mean():.3f} ({p_at.min():.3f}-{p_at.max():.3f}) | {ap.mean():.3f} ({ap.min():.3f}-{ap.max():.3f}) "
-          f"| {chance:.3f} |")
+    print(f"| precision@{k} | R-precision | average precision | random ranking |")
+    print("|---|---|---|---|")
+    print(" | ".join(["", *(f"{a.mean():.3f} ({a.min():.3f}-{a.max():.3f})" for a in (p_at, r_prec, ap)),
+                      f"{chance:.3f}", ""]).strip())
 
 
 if __name__ == "__main__":
