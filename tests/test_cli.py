@@ -163,6 +163,9 @@ def test_demo_defaults_reach_09_heldout_accuracy(tmp_path, capsys):
     assert ev["accuracy"] >= 0.6 and ev["mAP"] >= 0.6, ev
     assert ev["soundscape_windows"] >= 6 and ev["row_f1"] > ev["row_f1_all_nocall"], ev
     assert ev["birds_not_in_classes"] == []
+    # faint calls and non-bird events in the synthetic soundscapes: the threshold matters (issue 17: the
+    # sweep was flat and every metric 1.000, so the demo taught nothing about reading a report)
+    assert len({round(x["row_f1"], 6) for x in ev["threshold_sweep"]}) > 1, ev["threshold_sweep"]
     at_default = next(x for x in ev["threshold_sweep"] if x["threshold"] == 0.5)
     assert at_default["row_f1"] == ev["row_f1"] and at_default["detection_recall"] == ev["detection_recall"]
     # `predict --threshold val`: chosen on the val split (never test), reported at test beside the default

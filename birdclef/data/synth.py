@@ -8,6 +8,10 @@ No download and no account: `birdclef synth --out DIR` writes
     DIR/test_soundscapes/<id>_<site>_<date>.ogg   (unlabelled)
     DIR/nonbird/<category>/<id>.ogg + metadata.csv  (non-bird sounds, like ESC-50)
 
+Soundscapes are harder than recordings, as in the field: birds call near and far (amplitudes over a
+factor of 20), and about a third of the windows hold a dog, an engine, footsteps or rain, with birds or
+without, so a model's report shows misses, false alarms and a threshold trade-off.
+
 Species differ by call *structure* (sweep direction and range, harmonic stack,
 trill rate, call length and rhythm), never by loudness alone: each recording has
 its own gain, background noise colour and signal-to-noise ratio. The same seed
@@ -29,6 +33,8 @@ from birdclef.data.metadata import TRAIN_METADATA_COLUMNS
 
 CALL_KINDS = ("sweep_up", "sweep_down", "harmonic", "trill", "two_note", "warble")
 NONBIRD_CATEGORIES = ("background", "engine", "rain", "wind", "dog_bark", "footsteps")
+SOUNDSCAPE_EVENTS = ("dog_bark", "engine", "footsteps", "rain")  # non-bird sounds put into soundscape windows
+SOUNDSCAPE_EVENT_SHARE = 0.3  # share of soundscape windows with one of them (birds or not)
 MAX_CALL_GAP_S = 0.8  # calls come at least this often, so every 2 s chunk of a recording holds a call
 
 
@@ -219,7 +225,7 @@ def generate(out: str, cfg: SynthConfig = SynthConfig(), progress=None) -> dict:
     meta = pd.DataFrame(rows, columns=TRAIN_METADATA_COLUMNS)
     fileio.write_text(fileio.join(out, "train_metadata.csv"), meta.to_csv(index=False))
 
-    label_rows = []
+    label_rows, event_rows = [], []
     for k in range(cfg.soundscapes + cfg.test_soundscapes):
         test = k >= cfg.soundscapes
         rng = np.random.default_rng([cfg.seed, 3, k])
@@ -229,8 +235,17 @@ def generate(out: str, cfg: SynthConfig = SynthConfig(), progress=None) -> dict:
         buf = np.zeros(int(n_win * 5 * sr), np.float32)
         for w in range(n_win):
             present = [] if rng.uniform() < 0.35 else list(rng.choice(len(species), size=rng.integers(1, 3), replace=False))
-            for si in present:
-                _place_calls(buf, species[si], sr, rng, w * 5.0, w * 5.0 + 5.0, rng.uniform(0.4, 1.0))
+            for si in present:  # near and distant birds: amplitudes over a factor of 20
+                _place_calls(buf, species[si], sr, rng, w * 5.0, w * 5.0 + 5.0, float(10 ** rng.uniform(-1.3, 0.0)))
+            if rng.uniform() < SOUNDSCAPE_EVENT_SHARE:  # a dog, an engine, steps or rain: not a bird
+                cat = str(rng.choice(SOUNDSCAPE_EVENTS))
+                length = float(rng.uniform(1.0, 3.0))
+                ev = nonbird(cat, length, sr, rng)
+                ev *= rng.uniform(0.3, 1.0) / (np.max(np.abs(ev)) + 1e-9)
+                i = int((w * 5.0 + rng.uniform(0.0, 5.0 - length)) * sr)
+                buf[i:i + len(ev)] += ev[: len(buf) - i]
+                if not test:
+                    event_rows.append(f"{audio_id}_{site}_{(w + 1) * 5}")
             if not test:
                 birds = " ".join(sorted(species[si].code for si in present)) or NOCALL
                 label_rows.append({"row_id": f"{audio_id}_{site}_{(w + 1) * 5}", "site": site,
@@ -259,6 +274,7 @@ def generate(out: str, cfg: SynthConfig = SynthConfig(), progress=None) -> dict:
         "recordings": len(rows), "soundscapes": cfg.soundscapes, "test_soundscapes": cfg.test_soundscapes,
         "soundscape_windows": len(label_rows),
         "nocall_windows": sum(r["birds"] == NOCALL for r in label_rows),
+        "nonbird_event_windows": event_rows,  # row_ids of labelled windows with a dog, engine, steps or rain
         "nonbird_clips": len(nb_rows),
     }
     fileio.write_text(fileio.join(out, "synth.json"), json.dumps(summary, indent=2))
