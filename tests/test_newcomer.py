@@ -110,3 +110,18 @@ def test_inputs_keep_the_users_spelling_so_result_tables_travel(tmp_path, monkey
     assert files == [os.path.join("site", "a", "y.ogg"), os.path.join("site", "x.ogg")]  # not /tmp/.../site/...
     files, _ = predict.input_files([str(tmp_path / "site")])
     assert files[0] == str(tmp_path / "site" / "a" / "y.ogg")
+
+
+def test_help_shows_every_option_a_command_takes():
+    """transform --help lists the runner and Beam options, train --help marks its required flags and lists
+    the architectures, compare --help says it takes positional model folders (issue 17)."""
+    from birdclef import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    helps = {name: " ".join(p.format_help().split()) for name, p in sub.choices.items()}
+    for option in ("--runner", "DataflowRunner", "FlinkRunner", "SparkRunner", "--direct_num_workers",
+                   "--temp_location", "--flink_master", "--spark_master_url"):
+        assert option in helps["transform"], option
+    assert "--data-path DATA_PATH required" in helps["train"] and "--ckpt-dir CKPT_DIR required" in helps["train"]
+    assert all(name in helps["train"] for name in config.ARCHITECTURES)
+    assert "positional arguments: ckpt_dirs" in helps["compare"] and "--ckpt-dir" not in helps["compare"]
