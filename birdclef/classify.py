@@ -144,7 +144,7 @@ def train(db: str, out: str, replace: bool = False, seed: int = 0, log=print) ->
     con.close()
     check = heldout_check(x, list(df["label"]), list(df["path"]), seed)
     classes, w, b = fit(x, list(df["label"]), seed)
-    spec = {"base": os.path.abspath(base) if not fileio.is_remote(base) else base, "base_fingerprint": fingerprint,
+    spec = {"base": fileio.absolute(base), "base_fingerprint": fingerprint,
             "classes": classes, "weights": w.tolist(), "bias": b.tolist(), "db": os.path.abspath(db),
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "labelled": {c: int((df["label"] == c).sum()) for c in [*classes, "not"]},

@@ -109,7 +109,7 @@ def embed(model_path: str, inputs: list[str], db: str, acfg: AudioConfig = DEFAU
     serve, classes, path = predict.load_model(model_path)
     files, twice = predict.input_files(inputs)
     # stored absolute: search and review find the audio from any folder
-    files = [f if fileio.is_remote(f) else os.path.abspath(f) for f in files]
+    files = [fileio.absolute(f) for f in files]
     con = connect(db)
     probe_out = serve(waveform=np.zeros(int(cfg.window_s * cfg.sample_rate), np.float32))
     dim = int(predict.as_numpy(probe_out["embedding"]).shape[1])

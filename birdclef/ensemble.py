@@ -126,9 +126,7 @@ def build(ckpt_dirs: list[str], out: str, overwrite: bool = False, cfg: FeatureC
           log=print) -> dict:
     """Write the ensemble of `ckpt_dirs` to `out`; returns its run.json. Members given twice count once;
     an ensemble among them adds its own members."""
-    import os
-
-    wanted = list(dict.fromkeys(os.path.abspath(d) if not fileio.is_remote(d) else d for d in ckpt_dirs))
+    wanted = list(dict.fromkeys(fileio.absolute(d) for d in ckpt_dirs))
     if len(wanted) < len(ckpt_dirs):
         log(f"ensemble: {len(ckpt_dirs) - len(wanted)} folder(s) given twice, counted once")
     found = [_describe(d) for d in wanted]

@@ -186,6 +186,11 @@ def read_jsonl(pattern: str) -> list[dict]:
     return rows
 
 
+def absolute(path: str) -> str:
+    """A local path made absolute (the same file from any working folder); a remote URL as it is."""
+    return str(path) if is_remote(path) else os.path.abspath(path)
+
+
 def relpath(path: str, root: str) -> str:
     """`path` relative to `root`, with '/' separators (local or remote)."""
     if is_remote(path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from birdclef import audio, fileio
 from birdclef.config import DEFAULT_AUDIO, AudioConfig
@@ -55,12 +54,9 @@ def validate_dataset(root: str, cfg: AudioConfig = DEFAULT_AUDIO, decode: bool =
     report = Report(problems=list(ds.problems) + [f"warning: {w}" for w in ds.warnings])
     labels_csv = fileio.join(root, "train_soundscape_labels.csv")
     # list_files gives local files as absolute paths, the metadata as root + name (relative when root is)
-    def same(p: str) -> str:
-        return p if fileio.is_remote(p) else os.path.abspath(p)
-
-    listed = {same(p) for p in ds.metadata["path"]}
+    listed = {fileio.absolute(p) for p in ds.metadata["path"]}
     on_disk = fileio.list_files(fileio.join(root, "train_short_audio"), audio.AUDIO_SUFFIXES)
-    report.unlisted = len([p for p in on_disk if same(p) not in listed])
+    report.unlisted = len([p for p in on_disk if fileio.absolute(p) not in listed])
     soundscapes = set(fileio.list_files(fileio.join(root, "train_soundscapes"), audio.AUDIO_SUFFIXES))
     if fileio.exists(labels_csv):
         try:
