@@ -234,6 +234,7 @@ def generate(out: str, cfg: SynthConfig = SynthConfig(), progress=None) -> dict:
         n_win = int(cfg.soundscape_duration_s // 5)
         buf = np.zeros(int(n_win * 5 * sr), np.float32)
         for w in range(n_win):
+            row_id = f"{audio_id}_{site}_{(w + 1) * 5}"
             present = [] if rng.uniform() < 0.35 else list(rng.choice(len(species), size=rng.integers(1, 3), replace=False))
             for si in present:  # near and distant birds: amplitudes over a factor of 20
                 _place_calls(buf, species[si], sr, rng, w * 5.0, w * 5.0 + 5.0, float(10 ** rng.uniform(-1.3, 0.0)))
@@ -245,10 +246,10 @@ def generate(out: str, cfg: SynthConfig = SynthConfig(), progress=None) -> dict:
                 i = int((w * 5.0 + rng.uniform(0.0, 5.0 - length)) * sr)
                 buf[i:i + len(ev)] += ev[: len(buf) - i]
                 if not test:
-                    event_rows.append(f"{audio_id}_{site}_{(w + 1) * 5}")
+                    event_rows.append(row_id)
             if not test:
                 birds = " ".join(sorted(species[si].code for si in present)) or NOCALL
-                label_rows.append({"row_id": f"{audio_id}_{site}_{(w + 1) * 5}", "site": site,
+                label_rows.append({"row_id": row_id, "site": site,
                                    "audio_id": str(audio_id), "seconds": str((w + 1) * 5), "birds": birds})
         folder = "test_soundscapes" if test else "train_soundscapes"
         write_ogg(fileio.join(out, folder, f"{audio_id}_{site}_2021060{k % 9 + 1}.ogg"), _mix(buf, sr, rng), sr)
