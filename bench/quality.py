@@ -21,6 +21,9 @@ and prints, per recipe, the mean and spread (min-max) over seeds of:
   1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
                   always-`nocall` floor is 0: both windows hold birds)
 
+With --split-seeds, the recipes also run on other train/val/test splits of the same data (each holds out
+other recordings), and a row's spread is over splits and seeds together.
+
 With --ensemble K, each recipe's seeds are also averaged in disjoint groups of K (`birdclef ensemble`) and
 measured the same way: the row '<recipe> xK' has one entry per group.
 
@@ -78,10 +81,10 @@ def recipes(teacher: str = "") -> dict[str, dict]:
     return out
 
 
-def prepare(work: str) -> None:
+def prepare(work: str, split_seed: int = 0) -> None:
     from birdclef import preprocess, transform
 
-    preprocess.run(work, preprocess.PreprocessConfig(data_dir=str(SHARED / "birdclef-plus"),
+    preprocess.run(work, preprocess.PreprocessConfig(data_dir=str(SHARED / "birdclef-plus"), seed=split_seed,
                                                      nonbird_dirs=(str(SHARED / "nonbird"),)), log=lambda s: None)
     transform.run(work, [], log=lambda s: None)
 
@@ -214,18 +217,28 @@ def main() -> None:
     ap.add_argument("--reevaluate", action="store_true",
                     help="evaluate trained models again (after a change to evaluate or predict); training resumes "
                          "its finished run, so nothing is trained again")
+    ap.add_argument("--split-seeds", type=int, nargs="+", default=[0],
+                    help="`preprocess --seed` of the train/val/test split: each one holds out other recordings "
+                         "(one per species in test), so a recipe's figures are also spread over which recordings "
+                         "are tested; split 0 is the issue's test split. Runs of split k > 0 are '<recipe>-splitk-s<seed>'")
     args = ap.parse_args()
     book = recipes(args.teacher)
     names = list(book) if args.recipes == "all" else args.recipes.split(",")
-    work = f"{args.work}/work"
-    prepare(work)
+    if args.ensemble and args.split_seeds != [0]:
+        raise SystemExit("--ensemble averages the seeds of split 0; run it without --split-seeds")
+    works = {k: f"{args.work}/work" + (f"-split{k}" if k else "") for k in args.split_seeds}
+    for k, w in works.items():
+        prepare(w, k)
+    work = works.get(0, "")
     rows = {}
     for name in names:
-        for seed in args.seeds:  # seeds inside recipes: a partial run still gives whole recipes
-            r = one_run(work, f"{args.work}/{name}-s{seed}", book[name], seed, args.epochs, args.reevaluate)
-            rows.setdefault(name, []).append(r)
-            print(f"{name} seed {seed}: " + ", ".join(f"{k} {r[k]:.3f}" for k in METRICS if r.get(k) is not None),
-                  flush=True)
+        for k, w in works.items():
+            for seed in args.seeds:  # seeds inside recipes: a partial run still gives whole recipes
+                tag = f"-split{k}" if k else ""
+                r = one_run(w, f"{args.work}/{name}{tag}-s{seed}", book[name], seed, args.epochs, args.reevaluate)
+                rows.setdefault(name, []).append(r)
+                print(f"{name}{tag} seed {seed}: " + ", ".join(f"{m} {r[m]:.3f}" for m in METRICS
+                                                              if r.get(m) is not None), flush=True)
         for size in args.ensemble:
             for g in range(len(args.seeds) // size):
                 group = args.seeds[g * size:(g + 1) * size]
