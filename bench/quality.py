@@ -71,7 +71,7 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "floor-dilated": {"model": "floor_dilated"}, "dilated": {"model": "dilated_cnn"},  # the default before it
            "floor-attention": {"model": "floor_attention"},
            "smooth-0.1": {"label_smoothing": 0.1}, "lr-5e-4": {"lr": 5e-4},
-           "bs128": {"batch_size": 128}, "val-birds": {"val_birds": True}, "ema-998": {"ema": 0.998},
+           "bs128": {"batch_size": 128}, "ema-998": {"ema": 0.998},
            "background": {"augment": "background"}, "background-shift": {"augment": "background,shift"},
            "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches

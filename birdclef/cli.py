@@ -194,8 +194,7 @@ def cmd_train(args) -> int:
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
         warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema, dropout=args.dropout,
         weight_decay=args.weight_decay, balance_alpha=args.balance_alpha, max_reads=args.max_reads,
-        teacher=args.teacher or "", distill=args.distill, label_smoothing=args.label_smoothing,
-        val_birds=args.val_birds)
+        teacher=args.teacher or "", distill=args.distill, label_smoothing=args.label_smoothing)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -594,10 +593,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: share of the teacher's probabilities in the targets (default %(default)s)")
     p.add_argument("--label-smoothing", type=ranged(float, 0, 1, hi_open=True), default=d.label_smoothing,
                    help="pull the class head's 0/1 targets towards 1/2 by this much; 0: off (default %(default)s)")
-    p.add_argument("--val-birds", action="store_true",
-                   help="also train on the val split's bird recordings (its non-bird clips and nocall windows stay "
-                        "unseen, so `evaluate` still chooses the presence gate on them); the last epoch is kept, "
-                        "as val no longer picks one")
     p.add_argument("--nocall-share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
     p.add_argument("--balance-alpha", type=ranged(float, 0, 1), default=d.balance_alpha,

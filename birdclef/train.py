@@ -77,7 +77,6 @@ class TrainConfig:
     teacher: str = ""                 # a model folder (run or ensemble) whose probabilities the class head also learns
     distill: float = 0.5              # share of the teacher's probabilities in the class and presence targets
     label_smoothing: float = 0.0      # class targets 0/1 become eps/2 and 1 - eps/2 (presence keeps 0/1); 0: off
-    val_birds: bool = False           # also train on the val split's bird recordings; the last epoch is kept
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
@@ -86,7 +85,7 @@ class TrainConfig:
                                                "balance_alpha", "max_reads")}
         # settings added later are recorded only when on: a run recorded before them (without weight
         # averaging, dropout or weight decay) resumes with them off, and is refused with them on
-        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay", "label_smoothing", "val_birds")
+        ident.update({k: getattr(self, k) for k in ("ema", "dropout", "weight_decay", "label_smoothing")
                       if getattr(self, k)})
         if self.teacher:
             ident.update(teacher=self.teacher, distill=self.distill)
@@ -262,17 +261,11 @@ class Data:
             ds = ds.shuffle(min(n, 4096), seed=self.cfg.seed, reshuffle_each_iteration=True).repeat()
         else:
             counts = self.class_counts("train")
-            nocall = self.classes.index(NOCALL)
-            chunks = self.chunks("train")
-            if self.cfg.val_birds:  # val's non-bird clips and nocall windows stay unseen: the gate is chosen on them
-                val = self.class_counts("val")
-                val[nocall] = 0
-                counts = counts + val
-                chunks = chunks.concatenate(self.chunks("val").filter(lambda x, y, m: y != nocall))
             n = int(counts.sum())
+            nocall = self.classes.index(NOCALL)
             self.plan = sampling_plan(counts, nocall, self.cfg.nocall_share, self.cfg.balance_alpha,
                                       self.cfg.max_reads)
-            ds = balanced(chunks.repeat(), counts, self.cfg.seed, nocall=nocall,
+            ds = balanced(self.chunks("train").repeat(), counts, self.cfg.seed, nocall=nocall,
                           nocall_share=self.cfg.nocall_share, alpha=self.cfg.balance_alpha,
                           max_reads=self.cfg.max_reads)
             ds = ds.shuffle(BALANCED_SHUFFLE, seed=self.cfg.seed)
@@ -698,9 +691,6 @@ def _run(cfg: TrainConfig, feature_cfg: FeatureConfig, log) -> dict:
     if cfg.teacher and cfg.loss not in ("classify", "batch_hard+classify"):
         raise TrainError(f"--teacher teaches the class head of a batch loss; --loss {cfg.loss} has none: choose "
                          "--loss batch_hard+classify or classify")
-    if cfg.val_birds and cfg.loss.startswith("triplet"):
-        raise TrainError(f"--val-birds adds chunks to the class-balanced batches; --loss {cfg.loss} trains on the "
-                         "transform's fixed triples: choose --loss batch_hard+classify, batch_hard or classify")
     if not 0.0 < cfg.distill <= 1.0:
         raise TrainError(f"--distill {cfg.distill:g}: choose a share in (0, 1]")
     data = Data(cfg, feature_cfg)  # checks the input before anything is written
@@ -792,8 +782,7 @@ def _train(cfg: TrainConfig, feature_cfg: FeatureConfig, data: "Data", log) -> d
                 for k, v in entry.items():
                     if k != "epoch" and v is not None:
                         tf.summary.scalar(k, v, step=epoch)
-            # --val-birds trains on val's birds, so val cannot pick an epoch there: the last one is kept
-            if cfg.val_birds or metric > best_var.numpy():
+            if metric > best_var.numpy():
                 best_var.assign(metric)
                 stale_var.assign(0)
                 model.save_weights(best_path)

@@ -526,28 +526,3 @@ def test_above_floor_input_keeps_the_log_mel_and_removes_each_bands_steady_backg
     assert np.abs(out[:, 4]).max() == 0.0  # the steady band: nothing above its floor
     assert out[60, 5] == 5.0 and out[0, 5] == 0.0  # the call stands out by its own level
     assert out[int(200 * FLOOR_Q), 6] == pytest.approx(0.0, abs=1e-6)  # the floor is that percentile
-
-
-def test_val_birds_trains_on_val_bird_chunks_and_keeps_val_non_bird_audio_unseen(work):
-    """`--val-birds` adds the val split's bird recordings to training, never its non-bird clips or nocall
-    windows (evaluate chooses the presence gate on those), and without it no val chunk is trained on."""
-    def key(x):
-        return np.round(np.sort(x, axis=0), 2).tobytes()  # padded short clips move in time: sorted frames do not
-
-    def seen(val_birds: bool) -> set:
-        data = train.Data(train.TrainConfig(data_path=work, ckpt_dir="unused", batch_size=16, augment="none",
-                                            val_birds=val_birds))
-        ds, _ = data.train_dataset()
-        return {key(x) for xb, _ in ds.take(60) for x in xb.numpy()}, data
-
-    with_flag, data = seen(True)
-    nocall = data.classes.index("nocall")
-    val = list(data.chunks("val").as_numpy_iterator())
-    val_bird = {key(x) for x, y, _ in val if y != nocall}
-    val_nonbird = {key(x) for x, y, _ in val if y == nocall}
-    assert val_bird and val_nonbird
-    assert len(with_flag & val_bird) >= len(val_bird) // 2
-    assert not with_flag & val_nonbird
-    assert not seen(False)[0] & val_bird
-    with pytest.raises(train.TrainError, match="--val-birds"):
-        train.run(train.TrainConfig(data_path=work, ckpt_dir="unused", loss="triplet", val_birds=True))
