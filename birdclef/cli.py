@@ -585,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoupled weight decay of the kernels (AdamW); 0: plain Adam (default %(default)s)")
     p.add_argument("--ema", type=ranged(float, 0, 1, hi_open=True), default=d.ema,
                    help="decay of an exponential moving average of the weights, which is validated, kept as "
-                        "best and exported; 0: off (default %(default)s, the best of bench/quality.py)")
+                        "best and exported; 0: off (default %(default)s; the decay warms up as (1+step)/(10+step) and "
+                        "reaches 0.995 after about 1,800 steps)")
     p.add_argument("--teacher", metavar="MODEL_DIR",
                    help="distil a trained model (usually a `birdclef ensemble`) trained on the same --data-path: "
                         "the class head also learns its probabilities (see --distill)")
