@@ -82,11 +82,22 @@ def recipes(teacher: str = "") -> dict[str, dict]:
 
 
 def prepare(work: str, split_seed: int = 0) -> None:
-    from birdclef import preprocess, transform
+    """Preprocess and transform once; a second bench started on the same --work waits for the first's."""
+    from birdclef import preprocess, stages, transform
 
-    preprocess.run(work, preprocess.PreprocessConfig(data_dir=str(SHARED / "birdclef-plus"), seed=split_seed,
-                                                     nonbird_dirs=(str(SHARED / "nonbird"),)), log=lambda s: None)
-    transform.run(work, [], log=lambda s: None)
+    for attempt in range(120):
+        try:
+            preprocess.run(work, preprocess.PreprocessConfig(data_dir=str(SHARED / "birdclef-plus"), seed=split_seed,
+                                                             nonbird_dirs=(str(SHARED / "nonbird"),)), log=lambda s: None)
+            transform.run(work, [], log=lambda s: None)
+            return
+        except stages.StageConflict as e:
+            if "in use by" not in str(e):
+                raise SystemExit(str(e))
+            if attempt == 0:
+                print(f"waiting for another bench preparing {work}", flush=True)
+            time.sleep(15)
+    raise SystemExit(f"{work} stayed in use for 30 minutes; fix: stop the other bench or use another --work")
 
 
 def soundscape_f1(ckpt: str, work: str, threshold: float, gate: float = 0.5) -> float:
