@@ -237,16 +237,16 @@ def main() -> None:
     names = list(book) if args.recipes == "all" else args.recipes.split(",")
     if args.ensemble and args.split_seeds != [0]:
         raise SystemExit("--ensemble averages the seeds of split 0; run it without --split-seeds")
-    works = {k: f"{args.work}/work" + (f"-split{k}" if k else "") for k in args.split_seeds}
-    for k, w in works.items():
-        prepare(w, k)
-    work = works.get(0, "")
+    tags = {k: f"-split{k}" if k else "" for k in args.split_seeds}
+    for k, tag in tags.items():
+        prepare(f"{args.work}/work{tag}", k)
+    work = f"{args.work}/work"  # split 0's: the ensembles' (refused above with other splits)
     rows = {}
     for name in names:
-        for k, w in works.items():
+        for tag in tags.values():
             for seed in args.seeds:  # seeds inside recipes: a partial run still gives whole recipes
-                tag = f"-split{k}" if k else ""
-                r = one_run(w, f"{args.work}/{name}{tag}-s{seed}", book[name], seed, args.epochs, args.reevaluate)
+                r = one_run(f"{args.work}/work{tag}", f"{args.work}/{name}{tag}-s{seed}", book[name], seed,
+                            args.epochs, args.reevaluate)
                 rows.setdefault(name, []).append(r)
                 print(f"{name}{tag} seed {seed}: " + ", ".join(f"{m} {r[m]:.3f}" for m in METRICS
                                                               if r.get(m) is not None), flush=True)
