@@ -91,12 +91,12 @@ def prepare(work: str, split_seed: int = 0) -> None:
                                                              nonbird_dirs=(str(SHARED / "nonbird"),)), log=lambda s: None)
             transform.run(work, [], log=lambda s: None)
             return
-        except stages.StageBusy:
+        except stages.StageConflict as e:
+            if "in use by" not in str(e):
+                raise SystemExit(str(e))
             if attempt == 0:
                 print(f"waiting for another bench preparing {work}", flush=True)
             time.sleep(15)
-        except stages.StageConflict as e:  # made with other settings: waiting does not help
-            raise SystemExit(str(e))
     raise SystemExit(f"{work} stayed in use for 30 minutes; fix: stop the other bench or use another --work")
 
 

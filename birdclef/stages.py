@@ -20,10 +20,6 @@ class StageConflict(Exception):
     pass
 
 
-class StageBusy(StageConflict):
-    """The folder is held by a run that is still going (`locked`): waiting and trying again can succeed."""
-
-
 def _canonical(params: dict) -> dict:
     return json.loads(json.dumps(params, sort_keys=True, default=str))
 
@@ -138,7 +134,7 @@ def locked(out_dir: str, what: str):
             holder = fileio.read_json(path)
             if isinstance(holder, dict) and holder.get("pid") != me["pid"]:
                 if holder.get("host") != me["host"] or _alive(holder.get("pid")):
-                    raise StageBusy(
+                    raise StageConflict(
                         f"{out_dir} is in use by {holder.get('what', 'another run')} (pid {holder.get('pid')} on "
                         f"{holder.get('host')}, started {holder.get('started')}); fix: wait for it to finish or "
                         f"stop it, then run again (a lock left by a process that is gone is taken over; on another "

@@ -317,7 +317,7 @@ def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_holders_lock_is_t
         # another process on the folder: refused, naming the holder
         code = ("import sys; from birdclef import stages\n"
                 "try:\n    stages.locked(sys.argv[1], 'birdclef predict').__enter__()\n"
-                "except stages.StageBusy as e:\n    print(e); sys.exit(3)")
+                "except stages.StageConflict as e:\n    print(e); sys.exit(3)")
         r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 3 and f"pid {os.getpid()}" in r.stdout and "in use by birdclef predict" in r.stdout
     assert not (out / stages.LOCK).exists()  # released
