@@ -20,6 +20,9 @@ and prints, per recipe, the mean and spread (min-max) over seeds of:
                   the windows of the test split's non-bird clips
   1001_PA F1      BirdCLEF row-wise F1 on soundscape 1001_PA at the validation threshold (its
                   always-`nocall` floor is 0: both windows hold birds)
+  quiet->bird     share of 5 s windows of quiet empty audio heard as a bird (presence >= the validation
+                  gate): digital silence and white, pink and brown hiss at -90, -75, -60 and -45 dBFS RMS
+                  (13 windows), and the test split's non-bird clips 40 dB quieter (held-out sounds, far off)
 
 With --split-seeds, the recipes also run on other train/val/test splits of the same data (each holds out
 other recordings), and a row's spread is over splits and seeds together.
@@ -72,7 +75,8 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "floor-attention": {"model": "floor_attention"},
            "smooth-0.1": {"label_smoothing": 0.1}, "lr-5e-4": {"lr": 5e-4},
            "bs128": {"batch_size": 128}, "ema-998": {"ema": 0.998},
-           "background": {"augment": "background"}, "background-shift": {"augment": "background,shift"},
+           "background": {"augment": "background"}, "shift": {"augment": "shift"}, "quiet": {"augment": "quiet"}, "shift-quiet": {"augment": "shift,quiet"},
+           "background-shift": {"augment": "background,shift"},
            "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches
         out.update({"distill": {"teacher": teacher}, "distill-0.8": {"teacher": teacher, "distill": 0.8}})
@@ -158,6 +162,30 @@ def bird_windows(ckpt: str, work: str, threshold: float, gate: float) -> tuple[f
     return heard / max(n, 1), named / max(n, 1)
 
 
+def quiet_windows(ckpt: str, work: str, gate: float) -> tuple[float, float]:
+    """(share of the 13 quiet hiss/silence windows, share of the test non-bird clips 40 dB quieter) whose
+    bird presence reaches `gate`: what a recorder's empty night or a far-off noise costs."""
+    import io
+
+    import pandas as pd
+
+    from birdclef import audio, fileio, predict
+    from birdclef.augment import NOISE_COLOURS, coloured_noise
+
+    serve, classes, _ = predict.load_model(ckpt)
+    rng = np.random.default_rng(12345)  # not the training bank's seed
+    n = 5 * 32000
+    hiss = [np.zeros(n, np.float32)] + [coloured_noise(n, c, rng) * 10 ** (db / 20)
+                                         for c in NOISE_COLOURS for db in (-90, -75, -60, -45)]
+    heard = [predict.window_scores(serve, w)[1].max() >= gate for w in hiss]
+    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
+    faint = []
+    for path in rec[(rec.split == "test") & (rec.label == "nocall")].path:
+        wave = audio.load(path) * 10 ** (-40 / 20)
+        faint.append(predict.window_scores(serve, wave)[1].max() >= gate)
+    return float(np.mean(heard)), float(np.mean(faint)) if faint else float("nan")
+
+
 def measure(work: str, ckpt: str) -> dict:
     """`birdclef evaluate` of a model folder, and the figures above."""
     from birdclef import evaluate
@@ -167,7 +195,8 @@ def measure(work: str, ckpt: str) -> dict:
     gate = ev["val_threshold"].get("presence_threshold", 0.5)
     fp = ev["nonbird_test"]["called_bird"][str(th)]
     heard, named = bird_windows(ckpt, work, th, gate)
-    return {"bird_windows_heard": heard, "bird_windows_named": named, "bird_top1": ev["bird_top1"], "top1_balanced": ev.get("bird_top1_balanced"), "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
+    quiet, faint = quiet_windows(ckpt, work, gate)
+    return {"quiet_called_bird": quiet, "faint_nonbird_called_bird": faint, "bird_windows_heard": heard, "bird_windows_named": named, "bird_top1": ev["bird_top1"], "top1_balanced": ev.get("bird_top1_balanced"), "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
             "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
             "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
             "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate}
@@ -198,6 +227,11 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
         cached = json.loads(done.read_text())
         if cached.get("config", config) != config or cached.get("epochs", epochs) != epochs:
             raise SystemExit(f"{ckpt} holds a run of another recipe or epoch count; fix: another --work")
+        if not reevaluate and "quiet_called_bird" not in cached and (Path(ckpt) / "export").exists():
+            # runs measured before the quiet figures: add them (no retraining, no full evaluation)
+            cached["quiet_called_bird"], cached["faint_nonbird_called_bird"] = quiet_windows(
+                ckpt, work, cached.get("presence_gate", 0.5))
+            done.write_text(json.dumps(cached))
         if not reevaluate:
             return cached
     t0 = time.perf_counter()
@@ -210,7 +244,8 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
 
 
 METRICS = ("bird_top1", "top1_balanced", "mAP", "presence_auc", "presence_f1", "nonbird_called_bird",
-           "bird_windows_heard", "bird_windows_named", "window_auc", "f1_1001_PA", "minutes")
+           "bird_windows_heard", "bird_windows_named", "window_auc", "f1_1001_PA", "quiet_called_bird",
+           "faint_nonbird_called_bird", "minutes")
 
 
 def main() -> None:

@@ -19,6 +19,14 @@ run's config; off by default, see DEFAULT) and runs on whole batches inside the 
                differ by a few percent of pitch, which the network should not read as another species
   specaugment  two time masks (up to TIME_MASK frames each) and two frequency masks (up to
                FREQ_MASK bands each), set to the band mean (0 after normalisation)
+  quiet        with probability QUIET_P a non-bird chunk is made quiet, still labelled no bird: half
+               of them become hiss alone (white, pink or brown noise at QUIET_DB dB re full scale RMS,
+               a QUIET_SILENT share digital silence), the other half keep their sound QUIET_ATTEN_DB dB
+               weaker over such hiss (a far-off dog or engine). Without it, models trained on
+               birdclef-plus heard a bird in faint hiss (presence 0.97-0.98 at -60 dBFS) and in
+               held-out non-bird clips made 40 dB quieter (27-41 % at the validation-chosen gate,
+               against 0-9 % at their own level): birds are recorded at a distance, non-bird clips
+               close up, so loudness alone told them apart
 
 Mixing happens where sounds add: on mel power. A normalised log-mel x of band m is turned back
 into power with the per-band mean and std that TF Transform fitted on the train split,
@@ -26,7 +34,9 @@ P = exp(x * std + mean) - 1e-6 (the log-mel's floor), mixed, and taken back the 
 """
 from __future__ import annotations
 
-AUGMENTATIONS = ("shift", "gain", "mixup", "background", "pitch", "specaugment")
+import numpy as np
+
+AUGMENTATIONS = ("shift", "gain", "mixup", "background", "pitch", "specaugment", "quiet")
 # Off by default: on birdclef-plus + nonbird (bench/quality.py, 20 epochs, 3 seeds) training without them
 # scored higher on every measure (bird top-1 0.695 against 0.487, mAP 0.736 against 0.647, non-bird clips
 # called bird 0 % against 18 %); `--augment all` or a list turns them on.
@@ -41,6 +51,12 @@ TIME_MASKS, TIME_MASK = 2, 20  # frames of 10 ms
 FREQ_MASKS, FREQ_MASK = 2, 12  # mel bands
 PITCH_BANDS = 3
 FLOOR = 1e-6  # birdclef.features: log(mel power + 1e-6)
+QUIET_P = 0.3  # share of non-bird chunks replaced by quiet hiss
+QUIET_DB = (-100.0, -40.0)  # its RMS, dB re full scale
+QUIET_SILENT = 0.15  # share of those that are digital silence
+QUIET_ATTEN_DB = (10.0, 50.0)  # how much weaker a quiet non-bird chunk keeps its own sound
+QUIET_BANK = 16  # noise chunks per colour, computed once per run
+NOISE_COLOURS = ("white", "pink", "brown")
 
 
 def parse(spec: str) -> tuple[str, ...]:
@@ -60,6 +76,31 @@ def parse(spec: str) -> tuple[str, ...]:
     return tuple(n for n in AUGMENTATIONS if n in names)
 
 
+def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """n samples of unit-RMS noise whose power falls as 1/f^0 (white), 1/f (pink) or 1/f^2 (brown)."""
+    slope = {"white": 0.0, "pink": 0.5, "brown": 1.0}[colour]
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / f ** slope, n)
+    x -= x.mean()
+    return (x / (np.sqrt(np.mean(x ** 2)) + 1e-12)).astype(np.float32)
+
+
+def quiet_bank(cfg=None, seed: int = 0) -> np.ndarray:
+    """Mel power [QUIET_BANK x colours, frames, n_mels] of unit-RMS noise chunks, by the reference feature
+    function (`birdclef.features.logmel`): the `quiet` augmentation scales it to its level (mel power
+    scales with the square of the amplitude) and takes the log with the same floor."""
+    from birdclef import features
+    from birdclef.config import DEFAULT_FEATURES
+
+    cfg = cfg or DEFAULT_FEATURES
+    rng = np.random.default_rng(seed)
+    n = features.chunk_samples(cfg)
+    waves = np.stack([coloured_noise(n, c, rng) for c in NOISE_COLOURS for _ in range(QUIET_BANK)])
+    return np.maximum(np.exp(features.logmel(waves, cfg).astype(np.float64)) - FLOOR, 0.0).astype(np.float32)
+
+
 def _pick(mask, tf):
     """For each row, the index of a random row where `mask` holds (any row if none does) and
     whether one existed: [b] int32, [] bool."""
@@ -69,9 +110,10 @@ def _pick(mask, tf):
     return tf.cast(tf.argmax(scores, axis=1), tf.int32), tf.reduce_any(mask)
 
 
-def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int):
+def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int, bank=None):
     """TF ops on one batch: mel [b, frames, n_mels] normalised, y [b] primary class, multi [b, C]
-    multi-hot targets -> the same, augmented by `names` (see the module doc)."""
+    multi-hot targets -> the same, augmented by `names` (see the module doc). `quiet` needs `bank`
+    (`quiet_bank`, with the batch's frames and bands)."""
     import tensorflow as tf
 
     if not names:
@@ -79,9 +121,20 @@ def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int)
     b, frames, bands = tf.shape(mel)[0], tf.shape(mel)[1], tf.shape(mel)[2]
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
-    power_names = {"shift", "gain", "mixup", "background"} & set(names)
+    power_names = {"shift", "gain", "mixup", "background", "quiet"} & set(names)
     if power_names:
         p = tf.maximum(tf.exp(mel * std + mean) - FLOOR, 0.0)
+        if "quiet" in names:
+            if bank is None:
+                raise ValueError("the quiet augmentation needs a noise bank (augment.quiet_bank)")
+            bank = tf.constant(bank, tf.float32)
+            use = tf.equal(y, nocall) & (tf.random.uniform([b]) < QUIET_P)
+            pick = tf.random.uniform([b], 0, tf.shape(bank)[0], tf.int32)
+            level = 10.0 ** (tf.random.uniform([b], *QUIET_DB) / 10.0)  # power: RMS dB / 10
+            level = tf.where(tf.random.uniform([b]) < QUIET_SILENT, 0.0, level)
+            keep = tf.where(tf.random.uniform([b]) < 0.5, 10.0 ** (-tf.random.uniform([b], *QUIET_ATTEN_DB) / 10.0), 0.0)
+            quiet = keep[:, None, None] * p + level[:, None, None] * tf.gather(bank, pick)
+            p = tf.where(use[:, None, None], quiet, p)
         if "shift" in names:
             t = tf.random.uniform([b], 0, frames, tf.int32)
             idx = (tf.range(frames)[None, :] + t[:, None]) % frames

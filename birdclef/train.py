@@ -282,8 +282,9 @@ class Data:
             # short clips at a random place in their chunk (always), then the chosen augmentations
             ds = ds.map(lambda x, y, m: (augment_mod.place_short(x, mean, std), y, m),
                         num_parallel_calls=tf.data.AUTOTUNE)
+            bank = augment_mod.quiet_bank(self.fcfg, self.cfg.seed) if "quiet" in names else None
             if names:
-                ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall),
+                ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall, bank),
                             num_parallel_calls=tf.data.AUTOTUNE)
             ds = ds.map(lambda x, y, m: (x, (y, m)))
         return ds.prefetch(tf.data.AUTOTUNE), steps

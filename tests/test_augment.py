@@ -133,3 +133,34 @@ def test_pitch_moves_a_call_along_the_mel_axis_by_at_most_its_limit_with_each_ba
     assert len(set(where)) > 3  # it does move
     np.testing.assert_allclose(back.max(axis=2), -1.0, atol=1e-4)  # the tone's level kept
     np.testing.assert_allclose(np.sort(back, axis=2)[:, :, 0], -9.0, atol=1e-4)  # and the floor's
+
+
+def test_quiet_makes_some_non_bird_chunks_quiet_and_leaves_birds_alone():
+    """`quiet`: non-bird chunks (and only they) become hiss, silence, or their own sound 10-50 dB weaker
+    over hiss, so loudness stops telling birds from other sounds; the hiss bank has the colours it names."""
+    import tensorflow as tf
+
+    bank = augment.quiet_bank()
+    n = augment.QUIET_BANK
+    assert bank.shape[0] == 3 * n and bank.shape[2] == BANDS and np.isfinite(bank).all() and (bank >= 0).all()
+    # unit-RMS noise: white is flat per Hz, so the high mel bands (wider) hold more power than the low
+    # ones; brown falls 6 dB per octave, so its low bands hold more
+    tilt = [np.log(bank[i * n:(i + 1) * n, :, :16].mean() / bank[i * n:(i + 1) * n, :, -16:].mean()) for i in range(3)]
+    assert tilt[0] < tilt[1] < tilt[2] and tilt[0] < 0 < tilt[2], tilt
+    frames = bank.shape[1]
+    # a loud chunk: mel power 1e4 in every band (unit-RMS white noise gives about 1300 on average)
+    loud = np.full((frames, BANDS), np.log(1e4), np.float32)
+    x = tf.constant(np.stack([_norm(loud)] * 256))
+    y = tf.constant([0] * 128 + [2] * 128, tf.int64)  # 128 bird chunks, then 128 non-bird ones (nocall=2)
+    out, y2, _ = augment.augment_batch(x, y, tf.one_hot(y, 3), ("quiet",), MEAN, STD, nocall=2, bank=bank)
+    out = out.numpy()
+    np.testing.assert_allclose(out[:128], x.numpy()[:128], atol=1e-5)  # birds untouched
+    np.testing.assert_array_equal(y2.numpy(), y.numpy())  # labels kept: still no bird
+    power = np.exp(out[128:] * STD + MEAN).mean(axis=(1, 2))
+    changed = power < 0.5e4
+    # about QUIET_P of them, each about 10 dB weaker or more (the loudest a quiet chunk can be is its own
+    # sound 10 dB down plus -40 dBFS hiss), some digital silence (the log floor alone)
+    assert 0.15 < changed.mean() < 0.45, changed.mean()
+    assert (power[changed] < 0.11e4).all() and (np.abs(power - 1e-6) < 1e-7).any(), np.sort(power[changed])
+    with pytest.raises(ValueError, match="noise bank"):
+        augment.augment_batch(x, y, tf.one_hot(y, 3), ("quiet",), MEAN, STD, nocall=2)
