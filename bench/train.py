@@ -154,7 +154,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--models", default="dilated_cnn,resnet,mobilenet,crnn")
     ap.add_argument("--augment", default="all", help="the input pipeline's `train --augment` (default all: every "
-                    "augmentation on, the pipeline's heaviest; `train` itself defaults to none)")
+                    "augmentation on, the pipeline's heaviest; `train` itself defaults to shift,quiet)")
     args = ap.parse_args()
     print(f"cpus: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps after 3 warm-up steps, "
           f"--augment {args.augment}")

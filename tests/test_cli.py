@@ -175,6 +175,7 @@ def test_demo_defaults_reach_09_heldout_accuracy(tmp_path, capsys):
     # per class: every class of the test chunks, and the counts of the confusion matrix add up to them
     assert sum(c["support"] for c in ev["per_class"]) == ev["test_chunks"] == sum(map(sum, ev["confusion"]["counts"]))
     _short_call_scores_do_not_depend_on_its_place_in_the_window(tmp_path / "demo")
+    _quiet_empty_audio_is_not_a_bird(tmp_path / "demo")
     report = (tmp_path / "demo" / "model" / "report" / "report.md").read_text()
     assert f"| mAP | {ev['mAP']:.3f} |" in report and "![confusion matrix](confusion.png)" in report
 
@@ -202,14 +203,33 @@ def test_compare_tables_models_and_names_missing_runs(tmp_path, capsys):
     assert report.plot_models(compare.rows([str(tmp_path / "a")])[0], str(png)) == ["k-NN top-1"]
 
 
-def _short_call_scores_do_not_depend_on_its_place_in_the_window(work, tolerance=0.15, class_tolerance=0.3):
+def _quiet_empty_audio_is_not_a_bird(work):
+    """Digital silence and faint hiss (-60 dBFS RMS, a quiet recorder at night) stay below the bird-presence
+    gate (`train --augment quiet`, on by default). Measured on demo models: presence 0.001 and 0.06 with it;
+    0.003-0.54 and 0.97-0.998 without it (three models)."""
+    import numpy as np
+
+    from birdclef import predict
+    from birdclef.augment import coloured_noise
+    from birdclef.config import PRESENCE_THRESHOLD
+
+    serve, _, _ = predict.load_model(str(work / "model"))
+    rng = np.random.default_rng(7)
+    for name, wave in (("silence", np.zeros(5 * 32000, np.float32)),
+                       ("white hiss at -60 dBFS", coloured_noise(5 * 32000, "white", rng) * 1e-3)):
+        assert predict.window_scores(serve, wave)[1][0] < PRESENCE_THRESHOLD, name
+
+
+def _short_call_scores_do_not_depend_on_its_place_in_the_window(work, tolerance=0.12, class_tolerance=0.3):
     """A 0.8 s call (the loudest of a held-out recording) alone in a 5 s window of digital silence, at
-    three offsets, for the first six held-out bird recordings: each window's bird presence stays within
-    `tolerance`, and the median over calls of the best class score's spread within `class_tolerance`
-    (training shifts chunks in time; serving takes the max over chunks that are mostly audio).
-    Measured on one demo model (7 offsets): presence spread <= 0.08 for every call; class score spread
-    0.00-0.36 for five calls (median 0.18), and 0.73 for a call the model takes for another species
-    (0.24-0.91): one call's class score alone is not steady enough to test (it failed 2 demo runs in 6)."""
+    three offsets, for the first six held-out bird recordings: the median over calls of the spread of the
+    window's bird presence stays within `tolerance`, and of the best class score's spread within
+    `class_tolerance` (training rolls chunks in time, `--augment shift`, and places short clips anywhere in
+    their chunk; serving takes the max over chunks that are mostly audio).
+    Measured at these three offsets on demo models (six calls each), the median presence spread: trained
+    without `shift`, 0.07, 0.20, 0.25 (the per-call check before failed 3 demo runs of 4); with `shift`
+    0.00, 0.01; with the default `shift,quiet` 0.01, 0.06. One call's spread alone is not steady enough
+    to test: one `shift` model had 0.40 on one call and <= 0.08 on the other five."""
     import numpy as np
     import pandas as pd
 
@@ -217,7 +237,7 @@ def _short_call_scores_do_not_depend_on_its_place_in_the_window(work, tolerance=
 
     serve, classes, _ = predict.load_model(str(work / "model"))
     rec = pd.read_csv(work / "preprocess" / "recordings.csv")
-    spreads = []
+    spreads, presence_spreads = [], []
     for path in rec[(rec.split == "test") & (rec.label != "nocall")].path.iloc[:6]:
         wave = audio.load(path)
         sr, n = 32000, int(0.8 * 32000)
@@ -231,6 +251,7 @@ def _short_call_scores_do_not_depend_on_its_place_in_the_window(work, tolerance=
             scores, bird = predict.window_scores(serve, window)
             presence.append(bird[0])
             best.append(scores[0, :-1].max())
-        assert max(presence) - min(presence) <= tolerance, (path, presence)
+        presence_spreads.append(max(presence) - min(presence))
         spreads.append(max(best) - min(best))
-    assert len(spreads) >= 3 and np.median(spreads) <= class_tolerance, spreads
+    assert len(spreads) >= 3 and np.median(presence_spreads) <= tolerance, presence_spreads
+    assert np.median(spreads) <= class_tolerance, spreads
