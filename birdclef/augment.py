@@ -2,7 +2,7 @@
 
 Field audio puts short calls at any offset, over wind, insects, voices and other birds, at any
 loudness. Each augmentation below is switchable (`birdclef train --augment LIST`, recorded in the
-run's config; off by default, see DEFAULT) and runs on whole batches inside the tf.data pipeline
+run's config; DEFAULT names the ones on by default) and runs on whole batches inside the tf.data pipeline
 (vectorised TF ops, no extra read of the data):
 
   shift        every chunk is rolled in time by a random number of frames, so a clip shorter
