@@ -104,11 +104,24 @@ def prepare(work: str, split_seed: int = 0) -> None:
     raise SystemExit(f"{work} stayed in use for 30 minutes; fix: stop the other bench or use another --work")
 
 
-def soundscape_f1(ckpt: str, work: str, threshold: float, gate: float = 0.5) -> float:
+def test_recordings(work: str, birds: bool):
+    """The test split's rows of `preprocess/recordings.csv`: its bird recordings, or its non-bird clips."""
+    import io
+
+    import pandas as pd
+
+    from birdclef import fileio
+
+    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
+    return rec[(rec.split == "test") & ((rec.label != "nocall") if birds else (rec.label == "nocall"))]
+
+
+def soundscape_f1(model, threshold: float, gate: float = 0.5) -> float:
+    """Row-wise F1 on the labelled soundscape 1001_PA; `model` is `predict.load_model`'s (serve, classes, _)."""
     from birdclef import evaluate, predict
     from birdclef.data import metadata
 
-    serve, classes, _ = predict.load_model(ckpt)
+    serve, classes, _ = model
     path = SHARED / "birdclef-plus" / "train_soundscapes" / "1001_PA_20200607.ogg"
     df = predict.predict_file(serve, classes, str(path)).set_index("row_id")
     labels = metadata.read_soundscape_labels(str(SHARED / "birdclef-plus"))
@@ -117,20 +130,16 @@ def soundscape_f1(ckpt: str, work: str, threshold: float, gate: float = 0.5) -> 
     return evaluate.row_f1(pred, [str(b) for b in rows["birds"]])
 
 
-def window_auc(ckpt: str, work: str) -> float:
+def window_auc(model, work: str) -> float:
     """Soundscape bird windows against non-bird test clip windows, by the `bird` column of predict."""
-    import io
-
-    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from birdclef import fileio, predict
+    from birdclef import predict
     from birdclef.data import metadata
 
-    serve, classes, _ = predict.load_model(ckpt)
-    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
+    serve, classes, _ = model
     neg = [predict.predict_file(serve, classes, p)[predict.BIRD].to_numpy()
-           for p in rec[(rec.split == "test") & (rec.label == "nocall")].path]
+           for p in test_recordings(work, birds=False).path]
     labels = metadata.read_soundscape_labels(str(SHARED / "birdclef-plus"))
     pos = []
     for audio_id in sorted(set(labels["audio_id"].astype(str))):
@@ -143,44 +152,34 @@ def window_auc(ckpt: str, work: str) -> float:
     return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
 
 
-def bird_windows(ckpt: str, work: str, threshold: float, gate: float) -> tuple[float, float]:
+def bird_windows(model, work: str, threshold: float, gate: float) -> tuple[float, float]:
     """`predict` on the test split's bird recordings at the validation choice: (share of their 5 s windows
     given any bird, share given their own species): what the presence gate costs in recall."""
-    import io
+    from birdclef import predict
 
-    import pandas as pd
-
-    from birdclef import fileio, predict
-
-    serve, classes, _ = predict.load_model(ckpt)
-    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
+    serve, classes, _ = model
     heard, named, n = 0, 0, 0
-    for r in rec[(rec.split == "test") & (rec.label != "nocall")].itertuples(index=False):
+    for r in test_recordings(work, birds=True).itertuples(index=False):
         for labels in predict.label_windows(predict.predict_file(serve, classes, r.path), classes, threshold, gate):
             said = set(labels.split()) - {"nocall"}
             heard, named, n = heard + bool(said), named + (r.label in said), n + 1
     return heard / max(n, 1), named / max(n, 1)
 
 
-def quiet_windows(ckpt: str, work: str, gate: float) -> tuple[float, float]:
+def quiet_windows(model, work: str, gate: float) -> tuple[float, float]:
     """(share of the 13 quiet hiss/silence windows, share of the test non-bird clips 40 dB quieter) whose
     bird presence reaches `gate`: what a recorder's empty night or a far-off noise costs."""
-    import io
-
-    import pandas as pd
-
-    from birdclef import audio, fileio, predict
+    from birdclef import audio, predict
     from birdclef.augment import NOISE_COLOURS, coloured_noise
 
-    serve, classes, _ = predict.load_model(ckpt)
+    serve, _, _ = model
     rng = np.random.default_rng(12345)  # not the training bank's seed
     n = 5 * 32000
     hiss = [np.zeros(n, np.float32)] + [coloured_noise(n, c, rng) * 10 ** (db / 20)
                                          for c in NOISE_COLOURS for db in (-90, -75, -60, -45)]
     heard = [predict.window_scores(serve, w)[1].max() >= gate for w in hiss]
-    rec = pd.read_csv(io.StringIO(fileio.read_text(f"{work}/preprocess/recordings.csv")), dtype=str)
     faint = []
-    for path in rec[(rec.split == "test") & (rec.label == "nocall")].path:
+    for path in test_recordings(work, birds=False).path:
         wave = audio.load(path) * 10 ** (-40 / 20)
         faint.append(predict.window_scores(serve, wave)[1].max() >= gate)
     return float(np.mean(heard)), float(np.mean(faint)) if faint else float("nan")
@@ -188,18 +187,19 @@ def quiet_windows(ckpt: str, work: str, gate: float) -> tuple[float, float]:
 
 def measure(work: str, ckpt: str) -> dict:
     """`birdclef evaluate` of a model folder, and the figures above."""
-    from birdclef import evaluate
+    from birdclef import evaluate, predict
 
     ev = evaluate.run(work, ckpt, soundscape_split="all", log=lambda s: None)
+    model = predict.load_model(ckpt)  # once, for the four figures below
     th = ev["val_threshold"].get("threshold", 0.5)
     gate = ev["val_threshold"].get("presence_threshold", 0.5)
     fp = ev["nonbird_test"]["called_bird"][str(th)]
-    heard, named = bird_windows(ckpt, work, th, gate)
-    quiet, faint = quiet_windows(ckpt, work, gate)
+    heard, named = bird_windows(model, work, th, gate)
+    quiet, faint = quiet_windows(model, work, gate)
     return {"quiet_called_bird": quiet, "faint_nonbird_called_bird": faint, "bird_windows_heard": heard, "bird_windows_named": named, "bird_top1": ev["bird_top1"], "top1_balanced": ev.get("bird_top1_balanced"), "mAP": ev["mAP"], "presence_auc": ev["chunk_presence"]["auc"],
             "presence_f1": ev["chunk_presence"]["f1"], "nonbird_called_bird": fp["share"],
-            "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(ckpt, work),
-            "f1_1001_PA": soundscape_f1(ckpt, work, th, gate), "threshold": th, "presence_gate": gate}
+            "nonbird_clips": ev["nonbird_test"]["clips"], "window_auc": window_auc(model, work),
+            "f1_1001_PA": soundscape_f1(model, th, gate), "threshold": th, "presence_gate": gate}
 
 
 def one_ensemble(work: str, out: str, members: list[str], reevaluate: bool = False) -> dict:
@@ -217,7 +217,7 @@ def one_ensemble(work: str, out: str, members: list[str], reevaluate: bool = Fal
 
 
 def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevaluate: bool = False) -> dict:
-    from birdclef import train
+    from birdclef import predict, train
 
     done = Path(ckpt) / "bench.json"
     cfg = train.TrainConfig(data_path=work, ckpt_dir=ckpt, epochs=epochs, seed=seed, early_stopping=0, **recipe)
@@ -230,7 +230,7 @@ def one_run(work: str, ckpt: str, recipe: dict, seed: int, epochs: int, reevalua
         if not reevaluate and "quiet_called_bird" not in cached and (Path(ckpt) / "export").exists():
             # runs measured before the quiet figures: add them (no retraining, no full evaluation)
             cached["quiet_called_bird"], cached["faint_nonbird_called_bird"] = quiet_windows(
-                ckpt, work, cached.get("presence_gate", 0.5))
+                predict.load_model(ckpt), work, cached.get("presence_gate", 0.5))
             done.write_text(json.dumps(cached))
         if not reevaluate:
             return cached
