@@ -76,6 +76,9 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "smooth-0.1": {"label_smoothing": 0.1}, "lr-5e-4": {"lr": 5e-4},
            "bs128": {"batch_size": 128}, "ema-998": {"ema": 0.998},
            "background": {"augment": "background"}, "shift": {"augment": "shift"}, "quiet": {"augment": "quiet"}, "shift-quiet": {"augment": "shift,quiet"},
+           "none": {"augment": "none"},  # the default before shift,quiet
+           # bird chunks showing no call (a song's pauses) count less (birdclef.weak_labels)
+           "call-0.2": {"call_weight": 0.2},
            "background-shift": {"augment": "background,shift"},
            "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches

@@ -194,7 +194,8 @@ def cmd_train(args) -> int:
         steps_per_epoch=args.steps_per_epoch, augment=args.augment, lr_schedule=args.lr_schedule,
         warmup_epochs=args.warmup_epochs, nocall_share=args.nocall_share, ema=args.ema, dropout=args.dropout,
         weight_decay=args.weight_decay, balance_alpha=args.balance_alpha, max_reads=args.max_reads,
-        teacher=args.teacher or "", distill=args.distill, label_smoothing=args.label_smoothing)
+        teacher=args.teacher or "", distill=args.distill, label_smoothing=args.label_smoothing,
+        call_weight=args.call_weight)
     m = train.run(cfg)
     t = m["test"]
     if t.get("chunks"):
@@ -594,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: share of the teacher's probabilities in the targets (default %(default)s)")
     p.add_argument("--label-smoothing", type=ranged(float, 0, 1, hi_open=True), default=d.label_smoothing,
                    help="pull the class head's 0/1 targets towards 1/2 by this much; 0: off (default %(default)s)")
+    p.add_argument("--call-weight", type=ranged(float, 0, 1), default=d.call_weight,
+                   help="loss weight of a bird-labelled chunk showing no call (its log-mel's contrast at or below "
+                        "birdclef.weak_labels.LOW; full weight from HIGH up): a song's pauses carry the species "
+                        "label too; 1: off (default %(default)s)")
     p.add_argument("--nocall-share", type=ranged(float, 0, 1, hi_open=True), default=d.nocall_share,
                    help="share of non-bird chunks in class-balanced batches (default %(default)s)")
     p.add_argument("--balance-alpha", type=ranged(float, 0, 1), default=d.balance_alpha,

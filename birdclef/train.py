@@ -77,6 +77,7 @@ class TrainConfig:
     teacher: str = ""                 # a model folder (run or ensemble) whose probabilities the class head also learns
     distill: float = 0.5              # share of the teacher's probabilities in the class and presence targets
     label_smoothing: float = 0.0      # class targets 0/1 become eps/2 and 1 - eps/2 (presence keeps 0/1); 0: off
+    call_weight: float = 1.0          # loss weight of bird chunks showing no call (birdclef.weak_labels); 1: off
 
     def identity(self) -> dict:
         """What makes a run: changing these on an existing ckpt_dir is refused."""
@@ -89,6 +90,8 @@ class TrainConfig:
                       if getattr(self, k)})
         if self.teacher:
             ident.update(teacher=self.teacher, distill=self.distill)
+        if self.call_weight != 1.0:
+            ident.update(call_weight=self.call_weight)
         return ident
 
 
@@ -283,10 +286,18 @@ class Data:
             ds = ds.map(lambda x, y, m: (augment_mod.place_short(x, mean, std), y, m),
                         num_parallel_calls=tf.data.AUTOTUNE)
             bank = augment_mod.quiet_bank(self.fcfg, self.cfg.seed) if "quiet" in names else None
-            if names:
-                ds = ds.map(lambda x, y, m: augment_mod.augment_batch(x, y, m, names, mean, std, nocall, bank),
+            if self.cfg.call_weight != 1.0:  # weights from the chunk as recorded, before anything is mixed in
+                from birdclef import weak_labels
+
+                floor = self.cfg.call_weight
+                ds = ds.map(lambda x, y, m: (x, y, m, weak_labels.call_weight(x, y, nocall, mean, std, floor)),
                             num_parallel_calls=tf.data.AUTOTUNE)
-            ds = ds.map(lambda x, y, m: (x, (y, m)))
+            else:
+                ds = ds.map(lambda x, y, m: (x, y, m, tf.ones_like(y, tf.float32)))
+            if names:
+                ds = ds.map(lambda x, y, m, w: (*augment_mod.augment_batch(x, y, m, names, mean, std, nocall, bank), w),
+                            num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.map(lambda x, y, m, w: (x, (y, m, w)))
         return ds.prefetch(tf.data.AUTOTUNE), steps
 
 
@@ -457,8 +468,8 @@ def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, aver
 
     def targets(y):
         if isinstance(y, (tuple, list)):
-            return y[0], y[1]
-        return y, tf.one_hot(y, n_classes)
+            return y[0], y[1], (y[2] if len(y) > 2 else None)
+        return y, tf.one_hot(y, n_classes), None
 
     def step(x, y):
         with tf.GradientTape() as tape:
@@ -475,13 +486,15 @@ def make_train_step(model, optimizer, cfg: TrainConfig, class_weights=None, aver
                     loss += class_losses(picked, yy, tf.one_hot(yy, n_classes), nocall,
                                         smoothing=cfg.label_smoothing)
             else:
-                y, multi = targets(y)
+                y, multi, call_w = targets(y)
                 out = model(x, training=True)
                 loss = tf.constant(0.0)
                 if cfg.loss.startswith("batch_hard"):
                     loss += batch_hard_loss(out["embedding"], y, cfg.margin)
                 if classify:
                     w = None if cw is None else tf.gather(cw, tf.maximum(y, 0))
+                    if call_w is not None:  # birdclef.weak_labels: bird chunks showing no call count less
+                        w = call_w if w is None else w * call_w
                     bird_target = None
                     if teacher is not None:
                         t_scores, t_bird = teacher(x)
