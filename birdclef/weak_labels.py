@@ -1,11 +1,11 @@
 """Weak labels: a recording's species label on chunks where the bird may not call.
 
 Every 2 s chunk of a training recording carries the recording's species, but songs have pauses: on
-birdclef-plus's train split a quarter of the bird chunks show no more contrast than non-bird audio
-(`veery`'s one training recording: 93 chunks, median contrast 1.6). Trained on them at full weight, the
-class head learns the recording's background as the species (the held-out `veery` recording, with
-insects above 8 kHz, was named `hen`, a class of noisy farmyard clips), and bird presence learns that
-a quiet field recording is a bird.
+birdclef-plus's train split a tenth of the bird chunks are at or below LOW and a fifth below HIGH (the
+contrast below), as steady background is (`veery`'s one training recording: 93 chunks, median 1.6).
+Trained on them at full weight, the class head learns the recording's background as the species (the
+held-out `veery` recording, with insects above 8 kHz, was named `hen`, a class of noisy farmyard clips),
+and bird presence learns that a quiet field recording is a bird.
 
 `call_weight` gives each bird-labelled chunk a loss weight from the evidence of a call in it: the
 *contrast* of its log-mel, the mean over its CONTRAST_BANDS most contrasted mel bands of (95th - 50th
@@ -16,11 +16,8 @@ everywhere) keep weight 1. `birdclef train --call-weight FLOOR` turns it on (1: 
 """
 from __future__ import annotations
 
-import numpy as np
-
 CONTRAST_BANDS = 8
 LOW, HIGH = 1.75, 3.0  # contrast (ln power) of "no call seen" and "a call"
-FLOOR = 1e-6  # birdclef.features: log(mel power + 1e-6)
 
 
 def contrast(mel, mean, std):
@@ -47,11 +44,3 @@ def call_weight(mel, y, nocall: int, mean, std, floor: float):
     bird = tf.logical_and(y >= 0, y != nocall)
     return tf.where(bird, w, tf.ones_like(w))
 
-
-def contrast_np(mel: np.ndarray, mean, std) -> np.ndarray:
-    """The same contrast in NumPy ([b, frames, n_mels] normalised log-mels -> [b]), for tests and reports."""
-    lp = mel.astype(np.float32) * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-    s = np.sort(lp, axis=1)
-    idx = lambda q: int(round(q * (s.shape[1] - 1)))
-    c = s[:, idx(0.95)] - s[:, idx(0.5)]
-    return np.sort(c, axis=1)[:, -CONTRAST_BANDS:].mean(axis=1)
