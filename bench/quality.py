@@ -79,6 +79,8 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "none": {"augment": "none"},  # the default before shift,quiet
            # bird chunks showing no call (a song's pauses) count less (birdclef.weak_labels)
            "call-0.2": {"call_weight": 0.2},
+           # a random smooth spectral tilt per chunk (recording colour is not the species)
+           "filter": {"augment": "shift,quiet,filter"},
            "background-shift": {"augment": "background,shift"},
            "classify-resnet": {"loss": "classify", "model": "resnet"}}
     if teacher:  # distillation (`train --teacher`): a trained model or ensemble on the same data teaches

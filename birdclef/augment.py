@@ -19,6 +19,11 @@ run's config; DEFAULT names the ones on by default) and runs on whole batches in
                differ by a few percent of pitch, which the network should not read as another species
   specaugment  two time masks (up to TIME_MASK frames each) and two frequency masks (up to
                FREQ_MASK bands each), set to the band mean (0 after normalisation)
+  filter       every chunk's spectrum is tilted by a random smooth curve over the mel bands (FilterAugment,
+               Nam et al. 2022): gains of +-FILTER_DB dB at FILTER_NODES evenly spaced bands, linear
+               between them, on the power spectrum. Microphones, distance (air takes the highs first)
+               and recordists' filters colour each recording; the network should not read a recording's
+               colour as its species
   quiet        with probability QUIET_P a non-bird chunk is made quiet, still labelled no bird: half
                of them become hiss alone (white, pink or brown noise at QUIET_DB dB re full scale RMS,
                a QUIET_SILENT share digital silence), the other half keep their sound QUIET_ATTEN_DB dB
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-AUGMENTATIONS = ("shift", "gain", "mixup", "background", "pitch", "specaugment", "quiet")
+AUGMENTATIONS = ("shift", "gain", "mixup", "background", "pitch", "specaugment", "quiet", "filter")
 # On by default: shift and quiet. On birdclef-plus + nonbird (bench/quality.py, 20 epochs, 3 seeds, one
 # session) `shift` raised bird top-1 from 0.556 to 0.695 and made a short call's bird presence steady
 # wherever it sits in the window; `quiet` stops faint hiss and far-off non-bird sounds being heard as
@@ -53,6 +58,7 @@ SNR_DB = (-3.0, 20.0)
 TIME_MASKS, TIME_MASK = 2, 20  # frames of 10 ms
 FREQ_MASKS, FREQ_MASK = 2, 12  # mel bands
 PITCH_BANDS = 3
+FILTER_DB, FILTER_NODES = 6.0, 5
 FLOOR = 1e-6  # birdclef.features: log(mel power + 1e-6)
 QUIET_P = 0.3  # share of non-bird chunks replaced by quiet hiss
 QUIET_DB = (-100.0, -40.0)  # its RMS, dB re full scale
@@ -113,6 +119,16 @@ def _pick(mask, tf):
     return tf.cast(tf.argmax(scores, axis=1), tf.int32), tf.reduce_any(mask)
 
 
+def filter_curve(b, bands, tf):
+    """[b, bands] gains in dB: FILTER_NODES random gains in +-FILTER_DB at evenly spaced bands, linear
+    between them (the `filter` augmentation)."""
+    nodes = tf.random.uniform([b, FILTER_NODES], -FILTER_DB, FILTER_DB)
+    pos = tf.linspace(0.0, float(FILTER_NODES - 1), bands)  # each band's place between the nodes
+    lo = tf.minimum(tf.cast(tf.floor(pos), tf.int32), FILTER_NODES - 2)
+    frac = (pos - tf.cast(lo, tf.float32))[None, :]
+    return tf.gather(nodes, lo, axis=1) * (1.0 - frac) + tf.gather(nodes, lo + 1, axis=1) * frac
+
+
 def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int, bank=None):
     """TF ops on one batch: mel [b, frames, n_mels] normalised, y [b] primary class, multi [b, C]
     multi-hot targets -> the same, augmented by `names` (see the module doc). `quiet` needs `bank`
@@ -124,7 +140,7 @@ def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int,
     b, frames, bands = tf.shape(mel)[0], tf.shape(mel)[1], tf.shape(mel)[2]
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
-    power_names = {"shift", "gain", "mixup", "background", "quiet"} & set(names)
+    power_names = {"shift", "gain", "mixup", "background", "quiet", "filter"} & set(names)
     if power_names:
         p = tf.maximum(tf.exp(mel * std + mean) - FLOOR, 0.0)
         if "quiet" in names:
@@ -144,6 +160,8 @@ def augment_batch(mel, y, multi, names: tuple[str, ...], mean, std, nocall: int,
             p = tf.gather(p, idx, batch_dims=1)
         if "gain" in names:
             p *= 10.0 ** (tf.random.uniform([b, 1, 1], -GAIN_DB, GAIN_DB) / 10.0)
+        if "filter" in names:
+            p *= 10.0 ** (filter_curve(b, bands, tf)[:, None, :] / 10.0)
         energy = tf.reduce_mean(p, axis=[1, 2]) + 1e-12
         is_bird = tf.logical_and(y >= 0, y != nocall)
         if "mixup" in names:

@@ -164,3 +164,21 @@ def test_quiet_makes_some_non_bird_chunks_quiet_and_leaves_birds_alone():
     assert (power[changed] < 0.11e4).all() and (np.abs(power - 1e-6) < 1e-7).any(), np.sort(power[changed])
     with pytest.raises(ValueError, match="noise bank"):
         augment.augment_batch(x, y, tf.one_hot(y, 3), ("quiet",), MEAN, STD, nocall=2)
+
+
+def test_filter_tilts_each_chunk_by_a_smooth_curve_within_its_limit_and_keeps_the_time_course():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    log = rng.uniform(-4.0, 2.0, (32, FRAMES, BANDS)).astype(np.float32)  # well above the floor
+    x = tf.constant((log - MEAN) / STD)
+    y = tf.zeros([32], tf.int64)
+    out, _, _ = augment.augment_batch(x, y, tf.one_hot(y, 2), ("filter",), MEAN, STD, nocall=1)
+    db = (out.numpy() * STD + MEAN - log) * 10.0 / np.log(10.0)  # the gain each bin got, in dB
+    np.testing.assert_allclose(db, db[:, :1, :].repeat(FRAMES, 1), atol=0.05)  # one curve per chunk, all frames
+    curve = db[:, 0, :]
+    assert np.abs(curve).max() <= augment.FILTER_DB + 0.05
+    assert curve.std(axis=1).mean() > 1.0  # it does colour the spectrum
+    assert len({round(float(c), 2) for c in curve[:, 0]}) > 16  # a curve of its own per chunk
+    steps = np.abs(np.diff(curve, axis=1)).max()  # smooth: no band jumps more than a node-to-node ramp allows
+    assert steps <= 2 * augment.FILTER_DB / ((BANDS - 1) / (augment.FILTER_NODES - 1)) + 0.1
