@@ -72,7 +72,7 @@ def recipes(teacher: str = "") -> dict[str, dict]:
            "classify-bs32": {"loss": "classify", "batch_size": 32},
            "resnet": {"model": "resnet"}, "crnn": {"model": "crnn"},
            "floor-dilated": {"model": "floor_dilated"}, "dilated": {"model": "dilated_cnn"},  # the default before it
-           "floor-attention": {"model": "floor_attention"},
+           "floor-attention": {"model": "floor_attention"}, "stem": {"model": "stem_dilated"},
            "smooth-0.1": {"label_smoothing": 0.1}, "lr-5e-4": {"lr": 5e-4},
            "bs128": {"batch_size": 128}, "ema-998": {"ema": 0.998},
            "background": {"augment": "background"}, "shift": {"augment": "shift"}, "quiet": {"augment": "quiet"}, "shift-quiet": {"augment": "shift,quiet"},

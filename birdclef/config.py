@@ -59,4 +59,4 @@ PRESENCE_THRESHOLD = 0.5  # bird presence at which a window may be labelled with
 
 # `birdclef train --model` choices; birdclef.models.REGISTRY builds them (kept equal by a test). Listed here
 # so the command line checks a name without importing TensorFlow.
-ARCHITECTURES = ("dilated_cnn", "resnet", "mobilenet", "crnn", "floor_dilated", "floor_attention")
+ARCHITECTURES = ("dilated_cnn", "resnet", "mobilenet", "crnn", "floor_dilated", "floor_attention", "stem_dilated")

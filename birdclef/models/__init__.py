@@ -8,7 +8,7 @@ Keras that TF Transform's layer supports.
 """
 from __future__ import annotations
 
-from birdclef.models import crnn, dilated_cnn, floor_attention, floor_dilated, mobilenet, resnet
+from birdclef.models import crnn, dilated_cnn, floor_attention, floor_dilated, mobilenet, resnet, stem_dilated
 
 REGISTRY = {
     "dilated_cnn": dilated_cnn,
@@ -17,6 +17,7 @@ REGISTRY = {
     "crnn": crnn,
     "floor_dilated": floor_dilated,
     "floor_attention": floor_attention,
+    "stem_dilated": stem_dilated,
 }
 
 
